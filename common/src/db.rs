@@ -1,0 +1,290 @@
+//! Postgres: the pool, the migrations, and a CLIENT span for every SQL statement.
+//!
+//! sqlx emits log events, not spans, so the database tier of the waterfall is ours to draw.
+//! Every query the services run goes through [`Database`]'s methods with a [`Statement`]: a
+//! constant that holds the SQL text (parameterised: values are always bound, never formatted
+//! into the text) and the operation and table it works on. The methods open one span per
+//! statement with the current database semantic conventions:
+//!
+//! | attribute                   | example                              |
+//! |-----------------------------|--------------------------------------|
+//! | span name                   | `INSERT orders`                      |
+//! | `db.system.name`            | `postgresql`                         |
+//! | `db.namespace`              | `orders` (the database)              |
+//! | `db.operation.name`         | `INSERT`                             |
+//! | `db.collection.name`        | `orders`                             |
+//! | `db.query.text`             | `INSERT INTO orders (id, …) VALUES ($1, …)` |
+//! | `server.address`/`.port`    | `postgres` / `5432`                  |
+//! | `db.response.returned_rows` | `1`                                  |
+//! | `db.response.status_code`   | `23505` (SQLSTATE, on failure)       |
+//!
+//! A failed statement marks its span ERROR with an `exception` event (see
+//! [`record_failure`](crate::telemetry::record_failure)).
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use sqlx::{
+    Postgres,
+    migrate::{MigrateError, Migrator},
+    postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgQueryResult, PgRow},
+    query::{Query, QueryAs},
+};
+use tracing::{Instrument, field::Empty};
+
+use crate::telemetry::{Failure, record_failure};
+
+/// The schema, embedded from `migrations/` at build time.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+/// One SQL statement and what it works on.
+#[derive(Clone, Copy, Debug)]
+pub struct Statement {
+    /// `SELECT`, `INSERT`, `UPDATE`, ...
+    pub operation: &'static str,
+    /// The table.
+    pub collection: &'static str,
+    /// The SQL, with `$1`-style placeholders.
+    pub text: &'static str,
+}
+
+impl Statement {
+    pub const fn new(
+        operation: &'static str,
+        collection: &'static str,
+        text: &'static str,
+    ) -> Self {
+        Statement {
+            operation,
+            collection,
+            text,
+        }
+    }
+}
+
+/// The connection target, recorded on every span.
+#[derive(Debug)]
+struct Target {
+    namespace: String,
+    address: String,
+    port: u16,
+}
+
+/// The pool, plus what the spans say about it. Cheap to clone: both halves are shared.
+///
+/// Created in `main` (or by a test) and kept in the service's state for its whole life;
+/// dropping the last clone closes the pool.
+#[derive(Clone, Debug)]
+pub struct Database {
+    pool: PgPool,
+    target: Arc<Target>,
+}
+
+/// Pool sizing and timeouts.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    /// How long a query waits for a free connection before it fails (the service then
+    /// answers 503 instead of queueing forever).
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+impl Database {
+    /// A pool that connects on first use: the service starts (and answers `/healthz`) while
+    /// the database is still coming up, and reconnects by itself after it went away.
+    pub fn connect_lazy(options: PgConnectOptions, settings: PoolSettings) -> Self {
+        let target = Target {
+            namespace: options
+                .get_database()
+                .unwrap_or_else(|| options.get_username())
+                .to_owned(),
+            address: options.get_host().to_owned(),
+            port: options.get_port(),
+        };
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_lazy_with(options);
+        Database {
+            pool,
+            target: Arc::new(target),
+        }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies the migrations that have not run yet. Safe when several services start at
+    /// once: sqlx holds a Postgres advisory lock while it migrates, so one service applies
+    /// them and the others wait, then find nothing left to do.
+    pub async fn migrate(&self) -> Result<(), MigrateError> {
+        MIGRATOR.run(&self.pool).await
+    }
+
+    /// [`migrate`](Self::migrate), retried for up to a minute while the database is still
+    /// starting (a container that comes up before Postgres accepts connections).
+    pub async fn migrate_when_ready(&self) -> Result<(), MigrateError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut pause = Duration::from_millis(250);
+        loop {
+            match self.migrate().await {
+                Err(MigrateError::Execute(e))
+                    if is_unavailable(&e) && tokio::time::Instant::now() < deadline =>
+                {
+                    tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "database not reachable yet");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Whether the database answers, for `/readyz`. Not a traced statement: probes are not
+    /// traced.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(drop)
+    }
+
+    /// Runs a statement that returns exactly one row.
+    pub async fn fetch_one<O>(
+        &self,
+        statement: &Statement,
+        bind: impl FnOnce(
+            QueryAs<'static, Postgres, O, PgArguments>,
+        ) -> QueryAs<'static, Postgres, O, PgArguments>,
+    ) -> Result<O, sqlx::Error>
+    where
+        O: Send + Unpin + for<'r> sqlx::FromRow<'r, PgRow>,
+    {
+        let query = bind(sqlx::query_as(statement.text));
+        self.traced(statement, query.fetch_one(&self.pool), |_| 1)
+            .await
+    }
+
+    /// Runs a statement that returns zero or one row.
+    pub async fn fetch_optional<O>(
+        &self,
+        statement: &Statement,
+        bind: impl FnOnce(
+            QueryAs<'static, Postgres, O, PgArguments>,
+        ) -> QueryAs<'static, Postgres, O, PgArguments>,
+    ) -> Result<Option<O>, sqlx::Error>
+    where
+        O: Send + Unpin + for<'r> sqlx::FromRow<'r, PgRow>,
+    {
+        let query = bind(sqlx::query_as(statement.text));
+        self.traced(statement, query.fetch_optional(&self.pool), |row| {
+            u64::from(row.is_some())
+        })
+        .await
+    }
+
+    /// Runs a statement that returns any number of rows.
+    pub async fn fetch_all<O>(
+        &self,
+        statement: &Statement,
+        bind: impl FnOnce(
+            QueryAs<'static, Postgres, O, PgArguments>,
+        ) -> QueryAs<'static, Postgres, O, PgArguments>,
+    ) -> Result<Vec<O>, sqlx::Error>
+    where
+        O: Send + Unpin + for<'r> sqlx::FromRow<'r, PgRow>,
+    {
+        let query = bind(sqlx::query_as(statement.text));
+        self.traced(statement, query.fetch_all(&self.pool), |rows| {
+            rows.len() as u64
+        })
+        .await
+    }
+
+    /// Runs a statement that returns no rows; the result says how many it affected.
+    pub async fn execute(
+        &self,
+        statement: &Statement,
+        bind: impl FnOnce(
+            Query<'static, Postgres, PgArguments>,
+        ) -> Query<'static, Postgres, PgArguments>,
+    ) -> Result<PgQueryResult, sqlx::Error> {
+        let query = bind(sqlx::query(statement.text));
+        self.traced(statement, query.execute(&self.pool), |_| 0)
+            .await
+    }
+
+    /// The span around one statement. Public so a statement run in a way the methods above
+    /// do not cover (a transaction, a stream) still gets the same span.
+    pub async fn traced<T>(
+        &self,
+        statement: &Statement,
+        run: impl Future<Output = Result<T, sqlx::Error>>,
+        returned_rows: impl FnOnce(&T) -> u64,
+    ) -> Result<T, sqlx::Error> {
+        let span = tracing::info_span!(
+            "db statement",
+            otel.name = format!("{} {}", statement.operation, statement.collection),
+            otel.kind = "client",
+            db.system.name = "postgresql",
+            db.namespace = self.target.namespace.as_str(),
+            db.operation.name = statement.operation,
+            db.collection.name = statement.collection,
+            db.query.text = statement.text,
+            server.address = self.target.address.as_str(),
+            server.port = i64::from(self.target.port),
+            db.response.returned_rows = Empty,
+            db.response.status_code = Empty,
+        );
+        let result = run.instrument(span.clone()).await;
+        match &result {
+            Ok(value) => {
+                span.record("db.response.returned_rows", returned_rows(value) as i64);
+            }
+            Err(error) => {
+                let sqlstate = error
+                    .as_database_error()
+                    .and_then(|e| e.code())
+                    .map(|code| code.into_owned());
+                if let Some(code) = &sqlstate {
+                    span.record("db.response.status_code", code.as_str());
+                }
+                let error_type = sqlstate.unwrap_or_else(|| error_kind(error).to_owned());
+                record_failure(&span, &Failure::of(error_type, error));
+            }
+        }
+        result
+    }
+}
+
+/// A low-cardinality `error.type` for errors that carry no SQLSTATE.
+fn error_kind(error: &sqlx::Error) -> &'static str {
+    match error {
+        sqlx::Error::PoolTimedOut => "pool_timeout",
+        sqlx::Error::PoolClosed => "pool_closed",
+        sqlx::Error::Io(_) => "io",
+        sqlx::Error::Protocol(_) => "protocol",
+        sqlx::Error::RowNotFound => "row_not_found",
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => "decode",
+        _ => "database",
+    }
+}
+
+/// Whether an error means the database is unreachable or overloaded (answer 503 and let the
+/// caller retry) rather than a bug or a constraint (which a retry would not fix).
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(e) => e.code().is_some_and(|code| {
+            // Class 08: connection exception; 57P0x: the server is shutting down or starting.
+            code.starts_with("08") || code.starts_with("57P")
+        }),
+        _ => false,
+    }
+}

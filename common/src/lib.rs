@@ -1,0 +1,21 @@
+//! Infrastructure shared by the three services, and nothing of any one service's business.
+//!
+//! - [`telemetry`]: OTLP export, sampling, correlated log lines, and recording errors on spans.
+//! - [`propagation`]: W3C Trace Context and W3C Baggage, to the letter of the specifications.
+//! - [`http_server`]: the axum middleware that opens each request's SERVER span.
+//! - [`http_client`]: the reqwest client whose middleware opens CLIENT spans and injects context.
+//! - [`db`]: the Postgres pool, the migrations, and one CLIENT span per SQL statement.
+//! - [`api`]: the JSON bodies that cross service boundaries.
+//! - [`error`] and [`extract`]: one JSON error shape, with the trace id, for every failure.
+//! - [`config`] and [`shutdown`]: reading the environment, and stopping cleanly.
+
+pub mod api;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod extract;
+pub mod http_client;
+pub mod http_server;
+pub mod propagation;
+pub mod shutdown;
+pub mod telemetry;

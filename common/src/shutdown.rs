@@ -1,0 +1,35 @@
+//! The signal that starts a clean stop.
+//!
+//! `docker compose stop` sends SIGTERM; a terminal sends SIGINT with Ctrl-C. Either resolves
+//! [`signal`], which the services hand to axum's graceful shutdown: stop accepting, let
+//! in-flight requests finish, then return from `serve`, after which `main` flushes the
+//! tracer provider.
+
+/// Resolves on the first SIGTERM or Ctrl-C.
+pub async fn signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+
+    tokio::select! {
+        () = ctrl_c => tracing::info!(signal = "SIGINT", "shutting down: finishing in-flight requests"),
+        () = terminate => tracing::info!(signal = "SIGTERM", "shutting down: finishing in-flight requests"),
+    }
+}

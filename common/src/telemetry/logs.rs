@@ -1,0 +1,325 @@
+//! Log lines that lead to the trace.
+//!
+//! Every line written while a request is handled carries the `trace_id` and `span_id` of the
+//! span it was written in, the service name, and the request's baggage entries that the
+//! project records (`user_id`, `customer_tier`), so a log line found by grep opens the trace
+//! in Jaeger and a trace's spans lead back to their log lines.
+//!
+//! The ids come from the OpenTelemetry context that `tracing-opentelemetry` makes current
+//! whenever a span is entered, so they are the same ids the exporter sends, sampled or not.
+//!
+//! Two formats: JSON lines (one object per line, for containers and log shippers) and
+//! readable text (for a terminal). `LOG_FORMAT` chooses; by default a terminal gets text
+//! and anything else JSON.
+
+use std::{fmt, io::IsTerminal};
+
+use opentelemetry::{baggage::BaggageExt, trace::TraceContextExt};
+use serde_json::{Map, Value};
+use tracing::{Event, Subscriber, field::Field};
+use tracing_subscriber::{
+    fmt::{
+        FmtContext, FormatEvent, FormatFields,
+        format::Writer,
+        time::{FormatTime, SystemTime},
+    },
+    registry::LookupSpan,
+};
+
+use crate::config::{ConfigError, Vars};
+
+/// Baggage entries that are copied into log lines and span attributes.
+pub const RECORDED_BAGGAGE: [&str; 2] = ["user_id", "customer_tier"];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+impl LogFormat {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        match vars.get("LOG_FORMAT").as_deref().map(str::trim) {
+            None if std::io::stdout().is_terminal() => Ok(LogFormat::Text),
+            None => Ok(LogFormat::Json),
+            Some("json") => Ok(LogFormat::Json),
+            Some("text") => Ok(LogFormat::Text),
+            Some(other) => Err(ConfigError::invalid(
+                "LOG_FORMAT",
+                other,
+                "expected json or text",
+            )),
+        }
+    }
+}
+
+/// A `tracing-subscriber` event formatter for both formats.
+pub struct EventFormat {
+    service: String,
+    format: LogFormat,
+}
+
+impl EventFormat {
+    pub fn new(service: impl Into<String>, format: LogFormat) -> Self {
+        EventFormat {
+            service: service.into(),
+            format,
+        }
+    }
+}
+
+impl<S, N> FormatEvent<S, N> for EventFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let mut timestamp = String::new();
+        SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
+        let meta = event.metadata();
+
+        let mut fields = FieldMap::default();
+        event.record(&mut fields);
+        let message = fields.message.take().unwrap_or_default();
+
+        let mut correlation = Vec::with_capacity(4);
+        let cx = opentelemetry::Context::current();
+        let span_context = cx.span().span_context().clone();
+        if span_context.is_valid() {
+            correlation.push(("trace_id", span_context.trace_id().to_string()));
+            correlation.push(("span_id", span_context.span_id().to_string()));
+        }
+        for key in RECORDED_BAGGAGE {
+            if let Some(value) = cx.baggage().get(key) {
+                correlation.push((key, value.to_string()));
+            }
+        }
+        let span_name = ctx.lookup_current().map(|span| span.name());
+
+        match self.format {
+            LogFormat::Json => {
+                let mut line = Map::new();
+                line.insert("timestamp".into(), timestamp.into());
+                line.insert("level".into(), meta.level().as_str().into());
+                line.insert("service".into(), self.service.clone().into());
+                line.insert("target".into(), meta.target().into());
+                line.insert("message".into(), message.into());
+                for (k, v) in correlation {
+                    line.insert(k.into(), v.into());
+                }
+                if let Some(name) = span_name {
+                    line.insert("span".into(), name.into());
+                }
+                for (k, v) in fields.values {
+                    // A field never overwrites the envelope: `message` or `trace_id` stay true.
+                    line.entry(k).or_insert(v);
+                }
+                let json = serde_json::to_string(&line).map_err(|_| fmt::Error)?;
+                writeln!(writer, "{json}")
+            }
+            LogFormat::Text => {
+                write!(
+                    writer,
+                    "{timestamp} {:>5} {} {}: {message}",
+                    meta.level(),
+                    self.service,
+                    meta.target()
+                )?;
+                for (k, v) in &fields.values {
+                    match v {
+                        Value::String(s) => write!(writer, " {k}={s:?}")?,
+                        other => write!(writer, " {k}={other}")?,
+                    }
+                }
+                if let Some(name) = span_name {
+                    write!(writer, " span={name}")?;
+                }
+                for (k, v) in correlation {
+                    write!(writer, " {k}={v}")?;
+                }
+                writeln!(writer)
+            }
+        }
+    }
+}
+
+/// Collects an event's fields as JSON values, keeping numbers and booleans typed.
+#[derive(Default)]
+struct FieldMap {
+    message: Option<String>,
+    values: Vec<(String, Value)>,
+}
+
+impl FieldMap {
+    fn push(&mut self, field: &Field, value: Value) {
+        // `log` records bridged into tracing carry their metadata as `log.*` fields.
+        if !field.name().starts_with("log.") {
+            self.values.push((field.name().to_owned(), value));
+        }
+    }
+}
+
+impl tracing::field::Visit for FieldMap {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message = Some(value.to_owned());
+        } else {
+            self.push(field, value.into());
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.push(field, value.into());
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.push(field, value.into());
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.push(field, value.into());
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.push(field, value.into());
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        // The whole cause chain, so one log line tells the story.
+        self.push(field, crate::telemetry::error_chain(value).into());
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            self.message = Some(format!("{value:?}"));
+        } else {
+            self.push(field, format!("{value:?}").into());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt};
+
+    use super::*;
+
+    /// Captures what the formatter writes.
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn capture(format: LogFormat, f: impl FnOnce()) -> String {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .event_format(EventFormat::new("order-service", format))
+                    .with_writer(move || writer.clone()),
+            );
+        let _guard = subscriber.set_default();
+        f();
+        String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn a_json_line_carries_the_trace_and_span_ids_of_its_span() {
+        let mut ids = (String::new(), String::new());
+        let out = capture(LogFormat::Json, || {
+            let span = tracing::info_span!("save_order");
+            let _entered = span.enter();
+            let cx = span.context();
+            let sc = cx.span().span_context().clone();
+            ids = (sc.trace_id().to_string(), sc.span_id().to_string());
+            tracing::info!(order_id = 7, valid = true, "order saved");
+        });
+        let line: Value = serde_json::from_str(out.trim()).expect("one JSON object");
+        assert_eq!(line["message"], "order saved");
+        assert_eq!(line["service"], "order-service");
+        assert_eq!(line["level"], "INFO");
+        assert_eq!(line["trace_id"], ids.0.as_str());
+        assert_eq!(line["span_id"], ids.1.as_str());
+        assert_eq!(line["span"], "save_order");
+        assert_eq!(line["order_id"], 7, "numbers stay numbers");
+        assert_eq!(line["valid"], true);
+    }
+
+    #[test]
+    fn recorded_baggage_entries_appear_in_log_lines() {
+        use opentelemetry::{KeyValue, baggage::BaggageExt};
+        let out = capture(LogFormat::Json, || {
+            let span = tracing::info_span!("charge_card");
+            let _ = span.set_parent(opentelemetry::Context::new().with_baggage([
+                KeyValue::new("user_id", "42"),
+                KeyValue::new("customer_tier", "gold"),
+                KeyValue::new("unrelated", "x"),
+            ]));
+            let _entered = span.enter();
+            tracing::info!("charging");
+        });
+        let line: Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(line["user_id"], "42");
+        assert_eq!(line["customer_tier"], "gold");
+        assert!(
+            line.get("unrelated").is_none(),
+            "only the recorded keys: {line}"
+        );
+    }
+
+    #[test]
+    fn a_line_outside_any_span_has_no_trace_id() {
+        let out = capture(LogFormat::Json, || tracing::warn!("starting"));
+        let line: Value = serde_json::from_str(out.trim()).unwrap();
+        assert!(line.get("trace_id").is_none());
+        assert_eq!(line["level"], "WARN");
+    }
+
+    #[test]
+    fn a_text_line_is_readable_and_still_correlated() {
+        let out = capture(LogFormat::Text, || {
+            let span = tracing::info_span!("lookup_user");
+            let _entered = span.enter();
+            tracing::info!(user_id = 1, "user found");
+        });
+        assert!(out.contains(" INFO order-service "), "{out}");
+        assert!(
+            out.contains("user found user_id=1 span=lookup_user trace_id="),
+            "{out}"
+        );
+        assert!(out.ends_with('\n'));
+    }
+
+    #[test]
+    fn the_format_comes_from_log_format() {
+        assert_eq!(
+            LogFormat::from_vars(&Vars::from_pairs([("LOG_FORMAT", "json")])).unwrap(),
+            LogFormat::Json
+        );
+        assert_eq!(
+            LogFormat::from_vars(&Vars::from_pairs([("LOG_FORMAT", "text")])).unwrap(),
+            LogFormat::Text
+        );
+        assert!(LogFormat::from_vars(&Vars::from_pairs([("LOG_FORMAT", "xml")])).is_err());
+    }
+}
