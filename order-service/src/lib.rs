@@ -1,1 +1,61 @@
+//! order-service: validates an order, saves it, has it charged, and records the outcome.
+//!
+//! `POST /orders` runs as the span `save_order` with `validate_order`, `save_to_db` (and its
+//! `INSERT orders`), the CLIENT call to the payment service and the `UPDATE orders` that
+//! records the payment's answer as children; see `routes`. `GET /orders/{id}` reads an order
+//! back.
 
+pub mod config;
+mod domain;
+mod error;
+mod payments;
+mod routes;
+mod store;
+
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    middleware,
+    routing::{get, post},
+};
+use common::{db::Database, http_client::ServiceClient, http_server::InboundPolicy};
+
+pub use config::Config;
+use payments::PaymentClient;
+use store::Store;
+
+/// What every request handler can reach. Cheap to clone: everything inside is shared.
+#[derive(Clone)]
+pub struct AppState {
+    store: Store,
+    payments: PaymentClient,
+}
+
+impl AppState {
+    pub fn new(config: &Config, db: Database) -> Self {
+        AppState {
+            store: Store::new(db),
+            payments: PaymentClient::new(ServiceClient::new(
+                config.payment_service_url.clone(),
+                config.payment_timeout,
+            )),
+        }
+    }
+}
+
+/// The service's routes, with the tracing middleware around each of them.
+pub fn router(state: AppState, config: &Config) -> Router {
+    Router::new()
+        .route("/orders", post(routes::create_order))
+        .route("/orders/{id}", get(routes::get_order))
+        .route("/healthz", get(routes::healthz))
+        .route("/readyz", get(routes::readyz))
+        .fallback(common::error::not_found)
+        .method_not_allowed_fallback(common::error::method_not_allowed)
+        .layer(DefaultBodyLimit::max(config.body_limit))
+        .layer(middleware::from_fn_with_state(
+            InboundPolicy::internal(),
+            common::http_server::trace_requests,
+        ))
+        .with_state(state)
+}

@@ -1,1 +1,59 @@
+//! payment-service: charges an order to the user's card, at most once per order.
+//!
+//! `POST /charge` runs as the span `charge_card`, with `lookup_user` (and its `SELECT users`),
+//! the payment's `INSERT payments` claim, the processor call `call_stripe_api` and the
+//! `UPDATE payments` that records its answer as children. See `routes` for the flow and
+//! `store` for the idempotency that keeps a retried charge from charging twice.
 
+pub mod config;
+mod domain;
+mod error;
+mod processor;
+mod routes;
+mod store;
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    middleware,
+    routing::{get, post},
+};
+use common::{db::Database, http_server::InboundPolicy};
+
+pub use config::Config;
+use processor::Processor;
+use store::Store;
+
+/// What every request handler can reach. Cheap to clone: everything inside is shared.
+#[derive(Clone)]
+pub struct AppState {
+    store: Store,
+    processor: Arc<Processor>,
+}
+
+impl AppState {
+    pub fn new(config: &Config, db: Database) -> Self {
+        AppState {
+            store: Store::new(db),
+            processor: Arc::new(Processor::new(config.processor)),
+        }
+    }
+}
+
+/// The service's routes, with the tracing middleware around each of them.
+pub fn router(state: AppState, config: &Config) -> Router {
+    Router::new()
+        .route("/charge", post(routes::charge))
+        .route("/healthz", get(routes::healthz))
+        .route("/readyz", get(routes::readyz))
+        .fallback(common::error::not_found)
+        .method_not_allowed_fallback(common::error::method_not_allowed)
+        .layer(DefaultBodyLimit::max(config.body_limit))
+        .layer(middleware::from_fn_with_state(
+            InboundPolicy::internal(),
+            common::http_server::trace_requests,
+        ))
+        .with_state(state)
+}

@@ -1,0 +1,205 @@
+//! The gateway's HTTP endpoints: the public API.
+//!
+//! `POST /api/orders` runs as the span `create_order`, started from a context to which the
+//! gateway has added two baggage entries, `user_id` and `customer_tier`. The order service
+//! and the payment service read them from the `baggage` header and record them on their spans
+//! and log lines: context that travels with the request, set once at the edge.
+
+use axum::{
+    Json,
+    body::Bytes,
+    extract::{Path, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use common::{
+    api::{CreateOrderRequest, OrderCreated, OrderView},
+    error::ErrorBody,
+    extract,
+    propagation::with_baggage_entries,
+    telemetry::{current_trace_id, record_failure},
+};
+use opentelemetry::KeyValue;
+use reqwest::Method;
+use tracing::{Instrument, Span, field::Empty};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::{AppState, error::GatewayError};
+
+/// `POST /api/orders`.
+pub async fn create_order(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    extract::Json(req): extract::Json<CreateOrderRequest>,
+) -> Result<Response, GatewayError> {
+    let tier = req.tier.unwrap_or_default();
+    let span = tracing::info_span!(
+        "create_order",
+        user_id = req.user_id,
+        customer_tier = tier.as_str(),
+        order_id = Empty,
+    );
+    // The baggage goes on the context `create_order` starts from, so it travels with every
+    // request made inside that span. Set at the gateway, from the request body: it overrides
+    // anything an outside caller sent under these keys.
+    let cx = with_baggage_entries(
+        &Span::current().context(),
+        [
+            KeyValue::new("user_id", req.user_id.to_string()),
+            KeyValue::new("customer_tier", tier.as_str()),
+        ],
+    );
+    let _ = span.set_parent(cx);
+    async move {
+        let result = forward_order(&app, &headers, &req).await;
+        if let Err(error) = &result {
+            if let Some(failure) = error.failure() {
+                record_failure(&Span::current(), &failure);
+            }
+        }
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+async fn forward_order(
+    app: &AppState,
+    headers: &HeaderMap,
+    req: &CreateOrderRequest,
+) -> Result<Response, GatewayError> {
+    let mut request = app
+        .orders
+        .request(Method::POST, "/orders", "/orders")
+        .json(req);
+    // The client's key travels on: the order service is where a retried order is recognised.
+    if let Some(key) = headers.get("idempotency-key") {
+        request = request.header("idempotency-key", key.clone());
+    }
+    let response = request.send().await.map_err(GatewayError::Unreachable)?;
+    let replayed = response.headers().get("idempotent-replayed").cloned();
+    let (status, body) = read(response).await?;
+    if status != StatusCode::CREATED {
+        return Err(upstream_error(status, &body));
+    }
+    let created: OrderCreated = serde_json::from_slice(&body)
+        .map_err(|e| GatewayError::BadUpstreamResponse(e.to_string()))?;
+    Span::current().record("order_id", tracing::field::display(created.order_id));
+    let body = OrderCreated {
+        // The caller's trace is the gateway's (the same one, unless a service has propagation
+        // switched off).
+        trace_id: current_trace_id().unwrap_or(created.trace_id),
+        ..created
+    };
+    let mut response = (StatusCode::CREATED, Json(&body)).into_response();
+    let response_headers = response.headers_mut();
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/orders/{}", body.order_id)) {
+        response_headers.insert(header::LOCATION, location);
+    }
+    if let Some(replayed) = replayed {
+        response_headers.insert("idempotent-replayed", replayed);
+    }
+    Ok(response)
+}
+
+/// `GET /api/orders/{id}`.
+#[tracing::instrument(name = "get_order", skip_all, fields(order_id = %id))]
+pub async fn get_order(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<OrderView>, GatewayError> {
+    let result = async {
+        // The id goes into the path as one segment, percent-encoded: nothing in it can
+        // reach another endpoint of the order service.
+        let path = format!("/orders/{}", encode_segment(&id));
+        let response = app
+            .orders
+            .request(Method::GET, "/orders/{id}", &path)
+            .send()
+            .await
+            .map_err(GatewayError::Unreachable)?;
+        let (status, body) = read(response).await?;
+        if status != StatusCode::OK {
+            return Err(upstream_error(status, &body));
+        }
+        serde_json::from_slice(&body)
+            .map(Json)
+            .map_err(|e| GatewayError::BadUpstreamResponse(e.to_string()))
+    }
+    .await;
+    if let Err(error) = &result {
+        if let Some(failure) = error.failure() {
+            record_failure(&Span::current(), &failure);
+        }
+    }
+    result
+}
+
+async fn read(response: reqwest::Response) -> Result<(StatusCode, Bytes), GatewayError> {
+    let status = response.status();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| GatewayError::Unreachable(e.into()))?;
+    Ok((status, body))
+}
+
+fn upstream_error(status: StatusCode, body: &[u8]) -> GatewayError {
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(body) if status.is_client_error() || status.is_server_error() => {
+            GatewayError::Upstream { status, body }
+        }
+        _ => GatewayError::BadUpstreamResponse(format!("status {status}")),
+    }
+}
+
+/// Percent-encodes everything but unreserved characters (RFC 3986), for one path segment.
+fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `GET /healthz`: the process is up.
+pub async fn healthz() -> StatusCode {
+    StatusCode::OK
+}
+
+/// `GET /readyz`: the order service answers.
+pub async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+    let ok = app
+        .orders
+        .request(Method::GET, "/healthz", "/healthz")
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success());
+    if ok {
+        (
+            StatusCode::OK,
+            Json(serde_json::json!({"status": "ready", "order_service": "ok"})),
+        )
+    } else {
+        tracing::warn!("not ready: order service unavailable");
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "not_ready", "order_service": "unavailable"})),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_segment_cannot_escape_its_segment() {
+        assert_eq!(encode_segment("../healthz?x=1"), "..%2Fhealthz%3Fx%3D1");
+        assert_eq!(encode_segment("0193a1b2-c3d4"), "0193a1b2-c3d4");
+    }
+}

@@ -1,0 +1,359 @@
+//! The order service's domain: a validated order and the money in it.
+//!
+//! Parse, don't validate: a [`CreateOrderRequest`] from the wire becomes a [`NewOrder`] in
+//! [`NewOrder::parse`], and everything after that (the database, the payment call) only
+//! ever sees a `NewOrder`: positive amount in minor units of a known currency, positive user.
+
+use std::fmt;
+
+use common::api::{AmountError, CreateOrderRequest, DecimalAmount};
+use uuid::Uuid;
+
+/// The most a single order may be, in major units of its currency.
+const MAX_ORDER_MAJOR_UNITS: i64 = 1_000_000;
+
+/// An order id: a UUIDv7, so ids sort by creation time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct OrderId(pub Uuid);
+
+impl OrderId {
+    pub fn generate() -> Self {
+        OrderId(Uuid::now_v7())
+    }
+}
+
+impl fmt::Display for OrderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// An ISO 4217 currency the service accepts, with its number of decimal places.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Currency {
+    pub code: &'static str,
+    pub exponent: u32,
+}
+
+const CURRENCIES: [Currency; 14] = [
+    Currency {
+        code: "AUD",
+        exponent: 2,
+    },
+    Currency {
+        code: "BHD",
+        exponent: 3,
+    },
+    Currency {
+        code: "CAD",
+        exponent: 2,
+    },
+    Currency {
+        code: "CHF",
+        exponent: 2,
+    },
+    Currency {
+        code: "DKK",
+        exponent: 2,
+    },
+    Currency {
+        code: "EUR",
+        exponent: 2,
+    },
+    Currency {
+        code: "GBP",
+        exponent: 2,
+    },
+    Currency {
+        code: "JPY",
+        exponent: 0,
+    },
+    Currency {
+        code: "KRW",
+        exponent: 0,
+    },
+    Currency {
+        code: "KWD",
+        exponent: 3,
+    },
+    Currency {
+        code: "NOK",
+        exponent: 2,
+    },
+    Currency {
+        code: "PLN",
+        exponent: 2,
+    },
+    Currency {
+        code: "SEK",
+        exponent: 2,
+    },
+    Currency {
+        code: "USD",
+        exponent: 2,
+    },
+];
+
+impl Currency {
+    pub const DEFAULT: Currency = Currency {
+        code: "USD",
+        exponent: 2,
+    };
+
+    pub fn from_code(code: &str) -> Option<Currency> {
+        CURRENCIES.into_iter().find(|c| c.code == code)
+    }
+}
+
+/// An amount of money: an integer count of minor units, never a float.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Money {
+    pub minor: i64,
+    pub currency: Currency,
+}
+
+impl Money {
+    pub fn to_decimal(self) -> DecimalAmount {
+        DecimalAmount::from_minor_units(self.minor, self.currency.exponent)
+    }
+}
+
+/// A request field that failed validation, and why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ValidationError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl ValidationError {
+    fn new(field: &'static str, message: impl Into<String>) -> Self {
+        ValidationError {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+/// An order that passed validation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewOrder {
+    pub id: OrderId,
+    pub user_id: i64,
+    pub money: Money,
+    pub card_token: Option<String>,
+}
+
+impl NewOrder {
+    pub fn parse(id: OrderId, req: &CreateOrderRequest) -> Result<Self, ValidationError> {
+        if req.user_id <= 0 {
+            return Err(ValidationError::new(
+                "user_id",
+                "must be a positive integer",
+            ));
+        }
+        let currency = match req.currency.as_deref() {
+            None => Currency::DEFAULT,
+            Some(code) => Currency::from_code(code).ok_or_else(|| {
+                ValidationError::new(
+                    "currency",
+                    format!(
+                        "{:?} is not a supported ISO 4217 code (supported: {})",
+                        truncate(code, 16),
+                        CURRENCIES.map(|c| c.code).join(", ")
+                    ),
+                )
+            })?,
+        };
+        let minor = req
+            .amount
+            .to_minor_units(currency.exponent)
+            .map_err(|e| match e {
+                AmountError::TooPrecise { max_decimals } => ValidationError::new(
+                    "amount",
+                    format!(
+                        "{} allows at most {max_decimals} decimal places",
+                        currency.code
+                    ),
+                ),
+                AmountError::TooLarge => too_large(currency),
+                AmountError::NotANumber | AmountError::ExponentOutOfRange => {
+                    ValidationError::new("amount", e.to_string())
+                }
+            })?;
+        if minor <= 0 {
+            return Err(ValidationError::new("amount", "must be greater than zero"));
+        }
+        if minor > MAX_ORDER_MAJOR_UNITS * 10_i64.pow(currency.exponent) {
+            return Err(too_large(currency));
+        }
+        if let Some(token) = &req.card_token {
+            if token.is_empty()
+                || token.len() > 64
+                || !token
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            {
+                return Err(ValidationError::new(
+                    "card_token",
+                    "must be 1 to 64 letters, digits or underscores",
+                ));
+            }
+        }
+        Ok(NewOrder {
+            id,
+            user_id: req.user_id,
+            money: Money { minor, currency },
+            card_token: req.card_token.clone(),
+        })
+    }
+
+    /// The order's content in one canonical string, to recognise the same request sent again
+    /// under an `Idempotency-Key` (`42.5` and `42.50` are the same request).
+    pub fn fingerprint(&self) -> String {
+        format!(
+            "user_id={};amount_minor={};currency={};card_token={}",
+            self.user_id,
+            self.money.minor,
+            self.money.currency.code,
+            self.card_token.as_deref().unwrap_or("")
+        )
+    }
+}
+
+fn too_large(currency: Currency) -> ValidationError {
+    ValidationError::new(
+        "amount",
+        format!("must be at most {MAX_ORDER_MAJOR_UNITS} {}", currency.code),
+    )
+}
+
+/// Echo at most `max` characters of a client's value back in an error message.
+fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(json: &str) -> CreateOrderRequest {
+        serde_json::from_str(json).expect("a well-formed request")
+    }
+
+    #[test]
+    fn a_valid_request_becomes_an_order_in_minor_units() {
+        let order = NewOrder::parse(
+            OrderId::generate(),
+            &request(r#"{"user_id":1,"amount":42.50,"currency":"USD"}"#),
+        )
+        .unwrap();
+        assert_eq!(order.money.minor, 4250);
+        assert_eq!(order.money.currency.code, "USD");
+        assert_eq!(order.money.to_decimal().as_str(), "42.50");
+    }
+
+    #[test]
+    fn the_currency_defaults_to_usd() {
+        let order =
+            NewOrder::parse(OrderId::generate(), &request(r#"{"user_id":1,"amount":1}"#)).unwrap();
+        assert_eq!(order.money.currency, Currency::DEFAULT);
+    }
+
+    #[test]
+    fn each_kind_of_bad_value_is_rejected_with_the_field_named() {
+        let cases = [
+            (
+                r#"{"user_id":0,"amount":1}"#,
+                "user_id",
+                "must be a positive integer",
+            ),
+            (
+                r#"{"user_id":-3,"amount":1}"#,
+                "user_id",
+                "must be a positive integer",
+            ),
+            (
+                r#"{"user_id":1,"amount":0}"#,
+                "amount",
+                "must be greater than zero",
+            ),
+            (
+                r#"{"user_id":1,"amount":-42.5}"#,
+                "amount",
+                "must be greater than zero",
+            ),
+            (
+                r#"{"user_id":1,"amount":0.001}"#,
+                "amount",
+                "USD allows at most 2 decimal places",
+            ),
+            (
+                r#"{"user_id":1,"amount":10.5,"currency":"JPY"}"#,
+                "amount",
+                "JPY allows at most 0 decimal places",
+            ),
+            (
+                r#"{"user_id":1,"amount":1000000.01}"#,
+                "amount",
+                "must be at most 1000000 USD",
+            ),
+            (
+                r#"{"user_id":1,"amount":1e300}"#,
+                "amount",
+                "must be at most 1000000 USD",
+            ),
+            (
+                r#"{"user_id":1,"amount":1,"currency":"XYZ"}"#,
+                "currency",
+                "\"XYZ\" is not a supported ISO 4217 code",
+            ),
+            (
+                r#"{"user_id":1,"amount":1,"currency":"usd"}"#,
+                "currency",
+                "\"usd\" is not a supported",
+            ),
+            (
+                r#"{"user_id":1,"amount":1,"card_token":"'; DROP TABLE orders; --"}"#,
+                "card_token",
+                "must be 1 to 64",
+            ),
+        ];
+        for (json, field, message) in cases {
+            let err = NewOrder::parse(OrderId::generate(), &request(json)).unwrap_err();
+            assert_eq!(err.field, field, "{json}");
+            assert!(err.message.starts_with(message), "{json}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn three_decimal_currencies_keep_three_decimals() {
+        let order = NewOrder::parse(
+            OrderId::generate(),
+            &request(r#"{"user_id":1,"amount":1.234,"currency":"KWD"}"#),
+        )
+        .unwrap();
+        assert_eq!(order.money.minor, 1234);
+    }
+
+    #[test]
+    fn the_same_order_spelled_differently_has_the_same_fingerprint() {
+        let a = NewOrder::parse(
+            OrderId::generate(),
+            &request(r#"{"user_id":1,"amount":42.5}"#),
+        )
+        .unwrap();
+        let b = NewOrder::parse(
+            OrderId::generate(),
+            &request(r#"{"user_id":1,"amount":42.50,"currency":"USD"}"#),
+        )
+        .unwrap();
+        let c = NewOrder::parse(
+            OrderId::generate(),
+            &request(r#"{"user_id":1,"amount":42.51}"#),
+        )
+        .unwrap();
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        assert_ne!(a.fingerprint(), c.fingerprint());
+    }
+}

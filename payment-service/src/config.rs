@@ -1,0 +1,99 @@
+//! The payment service's settings, from the environment (see the README for each variable).
+
+use std::{net::SocketAddr, time::Duration};
+
+use common::{
+    config::{ConfigError, Vars},
+    db::PoolSettings,
+};
+use sqlx::postgres::PgConnectOptions;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen_addr: SocketAddr,
+    pub database: PgConnectOptions,
+    pub pool: PoolSettings,
+    pub processor: ProcessorSettings,
+    /// Largest request body accepted, in bytes; larger bodies get 413.
+    pub body_limit: usize,
+}
+
+/// How the simulated card processor behaves.
+#[derive(Clone, Copy, Debug)]
+pub struct ProcessorSettings {
+    /// Time a charge takes: the bottleneck the waterfall is meant to show.
+    pub latency: Duration,
+    /// Fraction of charges the processor declines at random, for demos of red traces.
+    pub failure_rate: f64,
+}
+
+impl Config {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let failure_rate: f64 = vars.or("PROCESSOR_FAILURE_RATE", 0.0)?;
+        if !(0.0..=1.0).contains(&failure_rate) {
+            return Err(ConfigError::invalid(
+                "PROCESSOR_FAILURE_RATE",
+                &failure_rate.to_string(),
+                "expected a fraction between 0 and 1",
+            ));
+        }
+        Ok(Config {
+            listen_addr: vars.or("LISTEN_ADDR", SocketAddr::from(([0, 0, 0, 0], 8082)))?,
+            database: vars.required(
+                "DATABASE_URL",
+                "e.g. postgres://postgres@localhost:5432/orders",
+            )?,
+            pool: PoolSettings {
+                max_connections: vars.or("DATABASE_MAX_CONNECTIONS", 10)?,
+                ..PoolSettings::default()
+            },
+            processor: ProcessorSettings {
+                latency: vars.millis_or("PROCESSOR_LATENCY_MS", Duration::from_millis(150))?,
+                failure_rate,
+            },
+            body_limit: vars.or("REQUEST_BODY_LIMIT_BYTES", 16 * 1024)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply_when_only_the_database_is_given() {
+        let config = Config::from_vars(&Vars::from_pairs([(
+            "DATABASE_URL",
+            "postgres://postgres@db:5432/orders",
+        )]))
+        .unwrap();
+        assert_eq!(config.listen_addr.port(), 8082);
+        assert_eq!(config.processor.latency, Duration::from_millis(150));
+        assert_eq!(config.database.get_database(), Some("orders"));
+    }
+
+    #[test]
+    fn a_missing_database_url_is_named() {
+        let err = Config::from_vars(&Vars::from_pairs([])).unwrap_err();
+        assert!(
+            err.to_string().starts_with("DATABASE_URL is not set"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_failure_rate_outside_zero_to_one_is_rejected() {
+        let err = Config::from_vars(&Vars::from_pairs([
+            ("DATABASE_URL", "postgres://db/orders"),
+            ("PROCESSOR_FAILURE_RATE", "1.5"),
+        ]))
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::Invalid {
+                name: "PROCESSOR_FAILURE_RATE",
+                ..
+            }
+        ));
+    }
+}
