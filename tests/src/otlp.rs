@@ -370,6 +370,16 @@ impl Drop for OtlpReceiver {
 /// parent and ordered by start time. Spans whose parent is not among `spans`
 /// are shown as roots, marked "(parent not received)".
 pub fn render_tree(spans: &[ReceivedSpan]) -> String {
+    render(spans, true)
+}
+
+/// [`render_tree`] without durations: the shape of the trace (names, services, kinds and
+/// nesting), which is the same in every run and can be compared exactly.
+pub fn render_shape(spans: &[ReceivedSpan]) -> String {
+    render(spans, false)
+}
+
+fn render(spans: &[ReceivedSpan], durations: bool) -> String {
     let mut order: Vec<usize> = (0..spans.len()).collect();
     order.sort_by(|&a, &b| {
         let (a, b) = (&spans[a], &spans[b]);
@@ -400,7 +410,16 @@ pub fn render_tree(spans: &[ReceivedSpan]) -> String {
         } else {
             ""
         };
-        render_subtree(spans, &children, root, 0, note, &mut visited, &mut out);
+        render_subtree(
+            spans,
+            &children,
+            root,
+            0,
+            note,
+            durations,
+            &mut visited,
+            &mut out,
+        );
     }
     // Spans that only reach each other through parent links (a cycle, which a
     // correct exporter never produces) would otherwise vanish from the output.
@@ -412,6 +431,7 @@ pub fn render_tree(spans: &[ReceivedSpan]) -> String {
                 i,
                 0,
                 " (parent cycle)",
+                durations,
                 &mut visited,
                 &mut out,
             );
@@ -426,6 +446,7 @@ fn render_subtree(
     i: usize,
     depth: usize,
     note: &str,
+    durations: bool,
     visited: &mut [bool],
     out: &mut String,
 ) {
@@ -434,19 +455,22 @@ fn render_subtree(
     }
     visited[i] = true;
     let s = &spans[i];
+    let duration = if durations {
+        format!(", {}", format_duration(s.duration()))
+    } else {
+        String::new()
+    };
     out.push_str(&format!(
-        "{:indent$}{} [{}, {}, {}]{}\n",
+        "{:indent$}{} [{}, {}{duration}]{note}\n",
         "",
         s.name,
         s.service_name,
         s.kind,
-        format_duration(s.duration()),
-        note,
         indent = depth * 2
     ));
     if let Some(kids) = children.get(&(s.trace_id.as_str(), s.span_id.as_str())) {
         for &kid in kids {
-            render_subtree(spans, children, kid, depth + 1, "", visited, out);
+            render_subtree(spans, children, kid, depth + 1, "", durations, visited, out);
         }
     }
 }

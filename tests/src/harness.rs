@@ -1,0 +1,536 @@
+//! Starts what an end-to-end test needs: a fresh Postgres database, the three real service
+//! binaries as separate processes, and an in-process OTLP receiver they export to.
+//!
+//! ```no_run
+//! # async fn example() {
+//! let system = e2e::harness::System::start().await;
+//! let response = system.post_order(serde_json::json!({"user_id": 1, "amount": 42.50})).await;
+//! let spans = system.receiver.wait_for_trace(response.trace_id(), 17, e2e::harness::PATIENCE).await;
+//! # }
+//! ```
+//!
+//! The binaries are built (if they are out of date) by running `cargo build` once per test
+//! process, so `cargo test -p e2e` alone always tests the current code. Each service listens
+//! on port 0 and reports the port it got in its "listening" log line, which the harness reads;
+//! no port is guessed, so tests can run in parallel.
+
+use std::{
+    collections::HashMap,
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex, OnceLock},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use sqlx::{Connection, PgConnection, PgPool};
+
+use crate::otlp::OtlpReceiver;
+
+/// How long a test waits for something that should happen promptly (spans to arrive, a
+/// service to start). Generous: CI machines are slow and busy.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// The database server tests create their databases on. `DATABASE_URL` names any database
+/// on it (the `postgres` one by default); each test creates and drops its own.
+fn admin_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A database created for one test, dropped when the value is dropped.
+pub struct TestDatabase {
+    name: String,
+    url: String,
+    pool: PgPool,
+}
+
+impl TestDatabase {
+    pub async fn create() -> Self {
+        let admin = admin_url();
+        let name = format!("e2e_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach Postgres at {admin}: {e}; is it running?"));
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("creating the test database");
+        let url = replace_database(&admin, &name);
+        let pool = PgPool::connect(&url)
+            .await
+            .expect("connecting to the test database");
+        TestDatabase { name, url, pool }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A pool for the test's own queries (checking rows).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let admin = admin_url();
+        // Drop runs inside the test's runtime, which cannot be blocked on; a thread with a
+        // runtime of its own can. FORCE ends the services' connections, if any remain.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let mut conn = PgConnection::connect(&admin).await.ok()?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut conn)
+                .await
+                .ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(_))) {
+            eprintln!("warning: could not drop test database {}", self.name);
+        }
+    }
+}
+
+fn replace_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+/// One of the three service binaries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Binary {
+    Gateway,
+    OrderService,
+    PaymentService,
+}
+
+impl Binary {
+    pub fn name(self) -> &'static str {
+        match self {
+            Binary::Gateway => "gateway",
+            Binary::OrderService => "order-service",
+            Binary::PaymentService => "payment-service",
+        }
+    }
+
+    /// The binary's path, built first if needed (once per test process).
+    fn path(self) -> PathBuf {
+        static BUILT: OnceLock<PathBuf> = OnceLock::new();
+        let dir = BUILT.get_or_init(|| {
+            // The test executable is target/<profile>/deps/e2e-…; the binaries are in
+            // target/<profile>.
+            let exe = std::env::current_exe().expect("the test's own path");
+            let dir = exe
+                .parent()
+                .and_then(|deps| deps.parent())
+                .expect("target/<profile>/deps")
+                .to_path_buf();
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+            let mut build = Command::new(cargo);
+            build.args([
+                "build",
+                "--bins",
+                "-p",
+                "gateway",
+                "-p",
+                "order-service",
+                "-p",
+                "payment-service",
+            ]);
+            if dir.file_name().is_some_and(|p| p == "release") {
+                build.arg("--release");
+            }
+            let status = build.status().expect("running cargo build");
+            assert!(status.success(), "building the service binaries failed");
+            dir
+        });
+        dir.join(self.name())
+    }
+}
+
+/// A running service process. Killed when dropped.
+pub struct Service {
+    binary: Binary,
+    child: Child,
+    address: String,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Service {
+    /// Starts `binary` with exactly the environment `env` (nothing is inherited, so a
+    /// developer's own `OTEL_*` or `DATABASE_URL` cannot leak into a test), and waits until
+    /// it is listening.
+    pub async fn start(binary: Binary, env: &HashMap<String, String>) -> Self {
+        let mut child = Command::new(binary.path())
+            .env_clear()
+            .envs(env)
+            .env(
+                "LISTEN_ADDR",
+                env.get("LISTEN_ADDR").map_or("127.0.0.1:0", String::as_str),
+            )
+            .env("LOG_FORMAT", "json")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", binary.name()));
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            Box::new(child.stdout.take().expect("piped stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("piped stderr")),
+        ] {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    logs.lock().expect("log lock").push(line);
+                }
+            });
+        }
+        let mut service = Service {
+            binary,
+            child,
+            address: String::new(),
+            logs,
+        };
+        service.address = service.wait_until_listening().await;
+        service
+    }
+
+    async fn wait_until_listening(&mut self) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let found = self.log_lines().into_iter().find_map(|line| {
+                (line["message"] == "listening")
+                    .then(|| line["address"].as_str().map(str::to_owned))?
+            });
+            if let Some(address) = found {
+                return address;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "{} exited with {status} before listening:\n{}",
+                    self.binary.name(),
+                    self.logs().join("\n")
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not start listening within {PATIENCE:?}:\n{}",
+                self.binary.name(),
+                self.logs().join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.address
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .expect("host:port")
+    }
+
+    /// Every line the process has written so far, stdout and stderr.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().expect("log lock").clone()
+    }
+
+    /// The lines that are JSON objects (the services log JSON lines in tests).
+    pub fn log_lines(&self) -> Vec<Value> {
+        self.logs()
+            .iter()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(Value::is_object)
+            .collect()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit (a clean stop).
+    pub async fn terminate(&mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -TERM {pid} failed");
+        self.wait_for_exit(PATIENCE).await
+    }
+
+    /// Waits for the process to exit by itself.
+    pub async fn wait_for_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("polling the child") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit within {timeout:?}:\n{}",
+                self.binary.name(),
+                self.logs().join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Kills the process at once (SIGKILL): a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// What to change from the defaults when starting a [`System`].
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Extra environment variables per service (override the harness's defaults).
+    pub env: HashMap<Binary, Vec<(String, String)>>,
+}
+
+impl Options {
+    pub fn env(mut self, binary: Binary, name: &str, value: &str) -> Self {
+        self.env
+            .entry(binary)
+            .or_default()
+            .push((name.to_owned(), value.to_owned()));
+        self
+    }
+}
+
+/// The whole system: database, receiver and the three services, wired as in compose.
+pub struct System {
+    pub receiver: OtlpReceiver,
+    pub db: TestDatabase,
+    pub payments: Service,
+    pub orders: Service,
+    pub gateway: Service,
+    pub http: reqwest::Client,
+    options: Options,
+}
+
+impl System {
+    pub async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> Self {
+        let receiver = OtlpReceiver::start().await;
+        let db = TestDatabase::create().await;
+        let payments = Service::start(
+            Binary::PaymentService,
+            &env_for(Binary::PaymentService, &receiver, &db, None, &options),
+        )
+        .await;
+        let orders = Service::start(
+            Binary::OrderService,
+            &env_for(
+                Binary::OrderService,
+                &receiver,
+                &db,
+                Some(&payments),
+                &options,
+            ),
+        )
+        .await;
+        let gateway = Service::start(
+            Binary::Gateway,
+            &env_for(Binary::Gateway, &receiver, &db, Some(&orders), &options),
+        )
+        .await;
+        System {
+            receiver,
+            db,
+            payments,
+            orders,
+            gateway,
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .expect("a plain client"),
+            options,
+        }
+    }
+
+    /// Restarts the payment service (after `payments.kill()` or `terminate()`), on its old
+    /// port, so the order service finds it where it was.
+    pub async fn restart_payments(&mut self) {
+        let mut env = env_for(
+            Binary::PaymentService,
+            &self.receiver,
+            &self.db,
+            None,
+            &self.options,
+        );
+        env.insert(
+            "LISTEN_ADDR".into(),
+            format!("127.0.0.1:{}", self.payments.port()),
+        );
+        self.payments = Service::start(Binary::PaymentService, &env).await;
+    }
+
+    pub async fn post_order(&self, body: Value) -> TestResponse {
+        self.post_order_with_headers(body, &[]).await
+    }
+
+    pub async fn post_order_with_headers(
+        &self,
+        body: Value,
+        headers: &[(&str, &str)],
+    ) -> TestResponse {
+        let mut request = self
+            .http
+            .post(format!("{}/api/orders", self.gateway.url()))
+            .json(&body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        TestResponse::read(request.send().await.expect("the gateway answers")).await
+    }
+
+    pub async fn get(&self, path: &str) -> TestResponse {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.gateway.url()))
+            .send()
+            .await
+            .expect("the gateway answers");
+        TestResponse::read(response).await
+    }
+}
+
+fn env_for(
+    binary: Binary,
+    receiver: &OtlpReceiver,
+    db: &TestDatabase,
+    downstream: Option<&Service>,
+    options: &Options,
+) -> HashMap<String, String> {
+    let mut env: HashMap<String, String> = HashMap::new();
+    let mut set = |k: &str, v: &str| {
+        env.insert(k.to_owned(), v.to_owned());
+    };
+    // The gateway exports over gRPC, the others over HTTP: every run exercises both.
+    if binary == Binary::Gateway {
+        set("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc");
+        set("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.grpc_endpoint());
+    } else {
+        set("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf");
+        set("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.http_endpoint());
+    }
+    // Export quickly, so tests do not wait the default five seconds for a batch.
+    set("OTEL_BSP_SCHEDULE_DELAY", "100");
+    set("RUST_LOG", "info");
+    set("RUST_BACKTRACE", "1");
+    match binary {
+        Binary::Gateway => set(
+            "ORDER_SERVICE_URL",
+            &downstream
+                .expect("the gateway calls the order service")
+                .url(),
+        ),
+        Binary::OrderService => {
+            set("DATABASE_URL", db.url());
+            set(
+                "PAYMENT_SERVICE_URL",
+                &downstream
+                    .expect("the order service calls the payment service")
+                    .url(),
+            );
+        }
+        Binary::PaymentService => set("DATABASE_URL", db.url()),
+    }
+    for (k, v) in options.env.get(&binary).into_iter().flatten() {
+        env.insert(k.clone(), v.clone());
+    }
+    env
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+    /// The body as JSON (`Null` if it is not JSON).
+    pub json: Value,
+}
+
+impl TestResponse {
+    async fn read(response: reqwest::Response) -> Self {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.text().await.expect("a readable body");
+        let json = serde_json::from_str(&body).unwrap_or(Value::Null);
+        TestResponse {
+            status,
+            headers,
+            body,
+            json,
+        }
+    }
+
+    /// The `trace_id` of the body, which every answer of the gateway has.
+    pub fn trace_id(&self) -> &str {
+        self.json["trace_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no trace_id in {} {}", self.status, self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_database_name_is_replaced_in_any_url_shape() {
+        assert_eq!(
+            replace_database("postgres://postgres@127.0.0.1:5432/postgres", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(replace_database("postgres://h:1", "x"), "postgres://h:1/x");
+        assert_eq!(
+            replace_database("postgres://h/db?sslmode=disable", "x"),
+            "postgres://h/x?sslmode=disable"
+        );
+    }
+}
