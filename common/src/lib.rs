@@ -8,12 +8,14 @@
 //! - [`api`]: the JSON bodies that cross service boundaries.
 //! - [`error`] and [`extract`]: one JSON error shape, with the trace id, for every failure.
 //! - [`config`] and [`shutdown`]: reading the environment, and stopping cleanly.
+//! - [`healthcheck`]: `<binary> healthcheck`, for container health checks.
 
 pub mod api;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod extract;
+pub mod healthcheck;
 pub mod http_client;
 pub mod http_server;
 pub mod propagation;

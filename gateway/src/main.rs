@@ -6,6 +6,9 @@ use gateway::{AppState, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if common::healthcheck::requested() {
+        common::healthcheck::run(8080);
+    }
     let config = Config::from_vars(&Vars::from_env())?;
     let telemetry = common::telemetry::init("gateway", env!("CARGO_PKG_VERSION"))?;
 

@@ -6,6 +6,9 @@ use order_service::{AppState, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if common::healthcheck::requested() {
+        common::healthcheck::run(8081);
+    }
     let config = Config::from_vars(&Vars::from_env())?;
     let telemetry = common::telemetry::init("order-service", env!("CARGO_PKG_VERSION"))?;
 

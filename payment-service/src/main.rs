@@ -6,6 +6,9 @@ use payment_service::{AppState, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if common::healthcheck::requested() {
+        common::healthcheck::run(8082);
+    }
     let config = Config::from_vars(&Vars::from_env())?;
     let telemetry = common::telemetry::init("payment-service", env!("CARGO_PKG_VERSION"))?;
 
