@@ -38,10 +38,13 @@ impl ConfigError {
     }
 }
 
+/// Looks a variable up by name.
+type Lookup = dyn Fn(&str) -> Option<String> + Send + Sync;
+
 /// Where configuration values come from: the process environment, or a fixed map in tests.
 #[derive(Clone)]
 pub struct Vars {
-    lookup: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    lookup: Arc<Lookup>,
 }
 
 impl Vars {
@@ -79,6 +82,28 @@ impl Vars {
             Some(raw) => parse(name, &raw),
             None => Err(ConfigError::Missing { name, hint }),
         }
+    }
+
+    /// A required value that holds a secret (a database URL with its password): like
+    /// [`required`](Self::required), but an error names the variable without echoing the
+    /// value, so the password does not end up in the logs.
+    pub fn required_secret<T>(
+        &self,
+        name: &'static str,
+        hint: &'static str,
+    ) -> Result<T, ConfigError>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        self.required(name, hint).map_err(|e| match e {
+            ConfigError::Invalid { name, reason, .. } => ConfigError::Invalid {
+                name,
+                value: "<redacted>".to_owned(),
+                reason,
+            },
+            missing => missing,
+        })
     }
 
     /// An optional value, parsed with `FromStr`, or `default` when unset.
@@ -182,6 +207,20 @@ mod tests {
                 .starts_with("LISTEN_ADDR has an invalid value \"localhost:80:80\": "),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_malformed_secret_is_named_but_not_echoed() {
+        let vars = Vars::from_pairs([("DATABASE_URL", "postgres://u:hunter2@db:notaport/x")]);
+        let err = vars
+            .required_secret::<std::net::SocketAddr>("DATABASE_URL", "")
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("DATABASE_URL has an invalid value \"<redacted>\""),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("hunter2"));
     }
 
     #[test]

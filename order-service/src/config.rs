@@ -25,7 +25,7 @@ impl Config {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         Ok(Config {
             listen_addr: vars.or("LISTEN_ADDR", SocketAddr::from(([0, 0, 0, 0], 8081)))?,
-            database: vars.required(
+            database: vars.required_secret(
                 "DATABASE_URL",
                 "e.g. postgres://postgres@localhost:5432/orders",
             )?,

@@ -39,7 +39,7 @@ impl Config {
         }
         Ok(Config {
             listen_addr: vars.or("LISTEN_ADDR", SocketAddr::from(([0, 0, 0, 0], 8082)))?,
-            database: vars.required(
+            database: vars.required_secret(
                 "DATABASE_URL",
                 "e.g. postgres://postgres@localhost:5432/orders",
             )?,

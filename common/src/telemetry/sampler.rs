@@ -98,10 +98,10 @@ pub struct RouteRule {
 
 impl RouteRule {
     fn matches(&self, method: Option<&str>, route: &str) -> bool {
-        if let Some(m) = &self.method {
-            if method != Some(m.as_str()) {
-                return false;
-            }
+        if let Some(m) = &self.method
+            && method != Some(m.as_str())
+        {
+            return false;
         }
         match self.pattern.strip_suffix('*') {
             Some(prefix) => route.starts_with(prefix),
