@@ -402,75 +402,67 @@ fn render(spans: &[ReceivedSpan], durations: bool) -> String {
         }
     }
 
-    let mut out = String::new();
-    let mut visited = vec![false; spans.len()];
+    let mut renderer = Renderer {
+        spans,
+        children: &children,
+        durations,
+        visited: vec![false; spans.len()],
+        out: String::new(),
+    };
     for &root in &roots {
         let note = if spans[root].parent_span_id.is_some() {
             " (parent not received)"
         } else {
             ""
         };
-        render_subtree(
-            spans,
-            &children,
-            root,
-            0,
-            note,
-            durations,
-            &mut visited,
-            &mut out,
-        );
+        renderer.subtree(root, 0, note);
     }
     // Spans that only reach each other through parent links (a cycle, which a
     // correct exporter never produces) would otherwise vanish from the output.
     for &i in &order {
-        if !visited[i] {
-            render_subtree(
-                spans,
-                &children,
-                i,
-                0,
-                " (parent cycle)",
-                durations,
-                &mut visited,
-                &mut out,
-            );
+        if !renderer.visited[i] {
+            renderer.subtree(i, 0, " (parent cycle)");
         }
     }
-    out
+    renderer.out
 }
 
-fn render_subtree(
-    spans: &[ReceivedSpan],
-    children: &HashMap<(&str, &str), Vec<usize>>,
-    i: usize,
-    depth: usize,
-    note: &str,
+/// The state of one [`render`] call.
+struct Renderer<'a> {
+    spans: &'a [ReceivedSpan],
+    children: &'a HashMap<(&'a str, &'a str), Vec<usize>>,
     durations: bool,
-    visited: &mut [bool],
-    out: &mut String,
-) {
-    if visited[i] {
-        return;
-    }
-    visited[i] = true;
-    let s = &spans[i];
-    let duration = if durations {
-        format!(", {}", format_duration(s.duration()))
-    } else {
-        String::new()
-    };
-    out.push_str(&format!(
-        "{:indent$}{} [{}, {}{duration}]{note}\n",
-        "",
-        s.name,
-        s.service_name,
-        s.kind,
-        indent = depth * 2
-    ));
-    if let Some(kids) = children.get(&(s.trace_id.as_str(), s.span_id.as_str())) {
-        for &kid in kids {
-            render_subtree(spans, children, kid, depth + 1, "", durations, visited, out);
+    visited: Vec<bool>,
+    out: String,
+}
+
+impl Renderer<'_> {
+    fn subtree(&mut self, i: usize, depth: usize, note: &str) {
+        if self.visited[i] {
+            return;
+        }
+        self.visited[i] = true;
+        let s = &self.spans[i];
+        let duration = if self.durations {
+            format!(", {}", format_duration(s.duration()))
+        } else {
+            String::new()
+        };
+        self.out.push_str(&format!(
+            "{:indent$}{} [{}, {}{duration}]{note}\n",
+            "",
+            s.name,
+            s.service_name,
+            s.kind,
+            indent = depth * 2
+        ));
+        if let Some(kids) = self
+            .children
+            .get(&(s.trace_id.as_str(), s.span_id.as_str()))
+        {
+            for &kid in kids {
+                self.subtree(kid, depth + 1, "");
+            }
         }
     }
 }
