@@ -35,7 +35,7 @@ use crate::{
         BaggageLimits, HeaderExtractor, copy_baggage, mark_random_trace_id, parse_baggage,
         traceresponse,
     },
-    telemetry::{Failure, RECORDED_BAGGAGE, record_failure},
+    telemetry::{Failure, record_failure},
 };
 
 /// What a service accepts from its callers' propagation headers.
@@ -137,7 +137,7 @@ pub async fn trace_requests(
     next: Next,
 ) -> Response {
     let Extracted { cx, link } = policy.extract(request.headers());
-    let span = server_span(&request, &cx);
+    let span = server_span(&request);
     // `set_parent` fails only when no OpenTelemetry layer is installed (handler tests):
     // then there is no trace to continue, and nothing to do about it.
     let _ = span.set_parent(cx);
@@ -178,7 +178,7 @@ pub async fn serve(
     Ok(())
 }
 
-fn server_span(request: &Request, cx: &Context) -> tracing::Span {
+fn server_span(request: &Request) -> tracing::Span {
     let method = request.method().as_str();
     let route = request
         .extensions()
@@ -191,7 +191,6 @@ fn server_span(request: &Request, cx: &Context) -> tracing::Span {
         None => method.to_owned(),
     };
     let (host, port) = host_and_port(request.headers());
-    let baggage = cx.baggage();
     tracing::info_span!(
         "HTTP request",
         otel.name = name,
@@ -209,10 +208,6 @@ fn server_span(request: &Request, cx: &Context) -> tracing::Span {
             .headers()
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok()),
-        // Baggage the project records on every server span, so a trace can be searched by
-        // user in Jaeger (`user_id=42`) from any service's spans.
-        user_id = baggage.get(RECORDED_BAGGAGE[0]).map(|v| v.as_str()),
-        customer_tier = baggage.get(RECORDED_BAGGAGE[1]).map(|v| v.as_str()),
     )
 }
 

@@ -33,15 +33,12 @@ pub async fn create_order(
     extract::Json(req): extract::Json<CreateOrderRequest>,
 ) -> Result<Response, GatewayError> {
     let tier = req.tier.unwrap_or_default();
-    let span = tracing::info_span!(
-        "create_order",
-        user_id = req.user_id,
-        customer_tier = tier.as_str(),
-        order_id = Empty,
-    );
-    // The baggage goes on the context `create_order` starts from, so it travels with every
-    // request made inside that span. Set at the gateway, from the request body: it overrides
-    // anything an outside caller sent under these keys.
+    // `create_order` starts from a context with two more baggage entries. They travel with
+    // every request made inside the span, and every span that starts under it, here and in the
+    // services downstream, carries them as attributes (`user_id`, `customer_tier`): see
+    // `common::telemetry`. Set at the gateway from the request body, they override anything
+    // an outside caller sent under these keys.
+    let span = tracing::info_span!("create_order", order_id = Empty);
     let cx = with_baggage_entries(
         &Span::current().context(),
         [

@@ -35,7 +35,7 @@ use crate::{
 #[tracing::instrument(
     name = "save_order",
     skip_all,
-    fields(order_id = Empty, user_id = req.user_id, order.status = Empty, idempotency.replayed = Empty)
+    fields(order_id = Empty, order.status = Empty, idempotency.replayed = Empty)
 )]
 pub async fn create_order(
     State(app): State<AppState>,
@@ -137,6 +137,7 @@ async fn charge(app: &AppState, order: &NewOrder) -> Result<Response, OrderError
     };
     app.store.set_status(order.id, status).await?;
     Span::current().record("order.status", status.as_str());
+    tracing::info!(order_id = %order.id, order.status = status.as_str(), "order recorded");
     match result {
         ChargeResult::Charged => Ok(created(order.id, status, false)),
         ChargeResult::Declined(body) => Err(OrderError::PaymentDeclined {

@@ -20,7 +20,7 @@ use crate::{
 #[tracing::instrument(
     name = "charge_card",
     skip_all,
-    fields(order_id = %req.order_id, user_id = req.user_id, amount_minor = req.amount_minor, payment.id = Empty, payment.status = Empty)
+    fields(order_id = %req.order_id, user.id = req.user_id, amount_minor = req.amount_minor, payment.id = Empty, payment.status = Empty)
 )]
 pub async fn charge(
     State(app): State<AppState>,
@@ -59,6 +59,7 @@ async fn charge_card(app: &AppState, req: ChargeRequest) -> Result<ChargeRespons
         None => {
             let outcome = decide(app, &charge, user.as_ref(), payment.id).await;
             app.store.settle(payment.id, &outcome).await?;
+            tracing::info!(payment.id = %payment.id, outcome = ?outcome, "charge settled");
             outcome
         }
     };
@@ -79,7 +80,7 @@ async fn charge_card(app: &AppState, req: ChargeRequest) -> Result<ChargeRespons
 }
 
 async fn lookup_user(app: &AppState, charge: &Charge) -> Result<Option<User>, PaymentError> {
-    let span = tracing::info_span!("lookup_user", user_id = %charge.user_id, user.found = Empty, user.tier = Empty);
+    let span = tracing::info_span!("lookup_user", user.id = %charge.user_id, user.found = Empty, user.tier = Empty);
     async {
         let user = app.store.user(charge.user_id).await?;
         let span = Span::current();

@@ -1,9 +1,9 @@
 //! Log lines that lead to the trace.
 //!
 //! Every line written while a request is handled carries the `trace_id` and `span_id` of the
-//! span it was written in, the service name, and the request's baggage entries that the
-//! project records (`user_id`, `customer_tier`), so a log line found by grep opens the trace
-//! in Jaeger and a trace's spans lead back to their log lines.
+//! span it was written in, the service name, and the request's baggage entries (`user_id`,
+//! `customer_tier`, set by the gateway), so a log line found by grep opens the trace in Jaeger
+//! and a trace's spans lead back to their log lines.
 //!
 //! The ids come from the OpenTelemetry context that `tracing-opentelemetry` makes current
 //! whenever a span is entered, so they are the same ids the exporter sends, sampled or not.
@@ -27,9 +27,6 @@ use tracing_subscriber::{
 };
 
 use crate::config::{ConfigError, Vars};
-
-/// Baggage entries that are copied into log lines and span attributes.
-pub const RECORDED_BAGGAGE: [&str; 2] = ["user_id", "customer_tier"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -94,11 +91,14 @@ where
             correlation.push(("trace_id", span_context.trace_id().to_string()));
             correlation.push(("span_id", span_context.span_id().to_string()));
         }
-        for key in RECORDED_BAGGAGE {
-            if let Some(value) = cx.baggage().get(key) {
-                correlation.push((key, value.to_string()));
-            }
-        }
+        // Sorted, so the text format is stable (Baggage is a hash map).
+        let mut baggage: Vec<(&str, String)> = cx
+            .baggage()
+            .iter()
+            .map(|(key, (value, _))| (key.as_str(), value.to_string()))
+            .collect();
+        baggage.sort_unstable();
+        correlation.extend(baggage);
         let span_name = ctx.lookup_current().map(|span| span.name());
 
         match self.format {
@@ -110,7 +110,8 @@ where
                 line.insert("target".into(), meta.target().into());
                 line.insert("message".into(), message.into());
                 for (k, v) in correlation {
-                    line.insert(k.into(), v.into());
+                    // Baggage keys come from callers: they never overwrite the envelope.
+                    line.entry(k).or_insert(v.into());
                 }
                 if let Some(name) = span_name {
                     line.insert("span".into(), name.into());
@@ -266,14 +267,14 @@ mod tests {
     }
 
     #[test]
-    fn recorded_baggage_entries_appear_in_log_lines() {
+    fn baggage_entries_appear_in_log_lines_without_overriding_the_envelope() {
         use opentelemetry::{KeyValue, baggage::BaggageExt};
         let out = capture(LogFormat::Json, || {
             let span = tracing::info_span!("charge_card");
             let _ = span.set_parent(opentelemetry::Context::new().with_baggage([
                 KeyValue::new("user_id", "42"),
                 KeyValue::new("customer_tier", "gold"),
-                KeyValue::new("unrelated", "x"),
+                KeyValue::new("message", "spoofed"),
             ]));
             let _entered = span.enter();
             tracing::info!("charging");
@@ -281,9 +282,9 @@ mod tests {
         let line: Value = serde_json::from_str(out.trim()).unwrap();
         assert_eq!(line["user_id"], "42");
         assert_eq!(line["customer_tier"], "gold");
-        assert!(
-            line.get("unrelated").is_none(),
-            "only the recorded keys: {line}"
+        assert_eq!(
+            line["message"], "charging",
+            "a baggage key never replaces the message"
         );
     }
 

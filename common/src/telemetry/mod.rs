@@ -12,6 +12,7 @@
 //! It returns a [`TelemetryGuard`]: call [`TelemetryGuard::shutdown`] when the server has
 //! stopped, so the spans still queued in the batch processor are exported before exit.
 
+mod baggage;
 mod logs;
 pub mod sampler;
 
@@ -28,7 +29,7 @@ use tracing_subscriber::{
     EnvFilter, Layer, Registry, layer::SubscriberExt, util::SubscriberInitExt,
 };
 
-pub use logs::{EventFormat, LogFormat, RECORDED_BAGGAGE};
+pub use logs::{EventFormat, LogFormat};
 
 use crate::{
     config::{ConfigError, Vars},
@@ -313,7 +314,9 @@ fn tracer_provider(
         .build();
     let mut builder = SdkTracerProvider::builder()
         .with_resource(resource)
-        .with_sampler(settings.sampler.clone());
+        .with_sampler(settings.sampler.clone())
+        // Before the batch processor: attributes must be on the span before it is queued.
+        .with_span_processor(baggage::BaggageSpanProcessor);
     let exporter = match settings.exporter {
         Exporter::OtlpGrpc => Some(
             opentelemetry_otlp::SpanExporter::builder()

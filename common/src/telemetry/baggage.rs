@@ -1,0 +1,103 @@
+//! Baggage on spans: every span a service starts carries the request's baggage entries as
+//! attributes.
+//!
+//! The gateway puts `user_id` and `customer_tier` into the baggage; the services behind it
+//! receive them in the `baggage` header, and this processor copies them onto each of their
+//! spans, so Jaeger finds every span of a user's requests by `user_id=42`, in any service, and
+//! shows the tier next to each. Baggage that a caller may set is limited at the gateway (an
+//! allow-list and size limits), which is what makes copying all of it here safe.
+//!
+//! Attributes that describe a span's own work use semantic-convention names (`user.id` on
+//! `lookup_user`), so they never collide with a baggage key.
+
+use opentelemetry::{Context, KeyValue, baggage::BaggageExt, trace::Span as _};
+use opentelemetry_sdk::{
+    error::OTelSdkResult,
+    trace::{Span, SpanData, SpanProcessor},
+};
+
+/// Copies the parent context's baggage onto each span when it starts.
+#[derive(Debug)]
+pub struct BaggageSpanProcessor;
+
+impl SpanProcessor for BaggageSpanProcessor {
+    fn on_start(&self, span: &mut Span, cx: &Context) {
+        for (key, (value, _)) in cx.baggage() {
+            span.set_attribute(KeyValue::new(key.clone(), value.clone()));
+        }
+    }
+
+    fn on_end(&self, _span: SpanData) {}
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: std::time::Duration) -> OTelSdkResult {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use opentelemetry::trace::{TraceContextExt, Tracer, TracerProvider as _};
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+
+    use super::*;
+
+    /// Keeps the spans that end (the SDK's in-memory exporter needs its `testing` feature,
+    /// which would switch on metrics and logs for every test build).
+    #[derive(Clone, Debug, Default)]
+    struct Collect(Arc<Mutex<Vec<SpanData>>>);
+
+    impl SpanProcessor for Collect {
+        fn on_start(&self, _span: &mut Span, _cx: &Context) {}
+        fn on_end(&self, span: SpanData) {
+            self.0.lock().unwrap().push(span);
+        }
+        fn force_flush(&self) -> OTelSdkResult {
+            Ok(())
+        }
+        fn shutdown_with_timeout(&self, _timeout: std::time::Duration) -> OTelSdkResult {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn every_baggage_entry_becomes_an_attribute_of_the_spans_started_under_it() {
+        let collected = Collect::default();
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(BaggageSpanProcessor)
+            .with_span_processor(collected.clone())
+            .build();
+        let tracer = provider.tracer("test");
+        let cx = Context::new().with_baggage([
+            KeyValue::new("user_id", "42"),
+            KeyValue::new("customer_tier", "gold"),
+        ]);
+        let parent = tracer.start_with_context("charge_card", &cx);
+        let cx = cx.with_span(parent);
+        tracer.start_with_context("lookup_user", &cx).end();
+        cx.span().end();
+
+        let spans = collected.0.lock().unwrap().clone();
+        assert_eq!(spans.len(), 2);
+        for span in spans {
+            let attr = |k: &str| {
+                span.attributes
+                    .iter()
+                    .find(|kv| kv.key.as_str() == k)
+                    .map(|kv| kv.value.to_string())
+            };
+            assert_eq!(attr("user_id").as_deref(), Some("42"), "{}", span.name);
+            assert_eq!(
+                attr("customer_tier").as_deref(),
+                Some("gold"),
+                "{}",
+                span.name
+            );
+        }
+    }
+}

@@ -1,0 +1,418 @@
+//! Context that travels: baggage, sampling, log correlation, and propagation switched off on
+//! purpose, across the three real services.
+
+use std::{collections::HashMap, time::Duration};
+
+use e2e::{
+    harness::{Binary, Options, PATIENCE, System, TestResponse},
+    otlp::{ReceivedSpan, find, render_shape, render_tree},
+};
+use serde_json::{Value, json};
+
+const ORDER_TRACE_SPANS: usize = 17;
+
+fn order(user_id: i64) -> Value {
+    json!({"user_id": user_id, "amount": 12.34, "currency": "USD", "tier": "gold"})
+}
+
+/// Options that set `name=value` on all three services.
+fn everywhere(name: &str, value: &str) -> Options {
+    [
+        Binary::Gateway,
+        Binary::OrderService,
+        Binary::PaymentService,
+    ]
+    .into_iter()
+    .fold(Options::default(), |o, b| o.env(b, name, value))
+}
+
+/// The trace id in a `traceresponse` header (which every answer has, sampled or not).
+fn traceresponse(response: &TestResponse) -> (String, String) {
+    let value = response
+        .header("traceresponse")
+        .expect("a traceresponse header");
+    let parts: Vec<&str> = value.split('-').collect();
+    assert_eq!(parts.len(), 4, "{value}");
+    (parts[1].to_owned(), parts[3].to_owned())
+}
+
+#[tokio::test]
+async fn baggage_set_at_the_gateway_is_on_the_payment_services_spans_and_log_lines() {
+    let system = System::start().await;
+    let response = system.post_order(order(2)).await;
+    assert_eq!(response.status, 201, "{}", response.body);
+    let trace_id = response.trace_id();
+    let spans = system
+        .receiver
+        .wait_for_trace(trace_id, ORDER_TRACE_SPANS, PATIENCE)
+        .await;
+
+    for span in spans.iter().filter(|s| s.service_name == "payment-service") {
+        assert_eq!(
+            span.str_attr("user_id"),
+            Some("2"),
+            "{} carries user_id",
+            span.name
+        );
+        assert_eq!(
+            span.str_attr("customer_tier"),
+            Some("gold"),
+            "{} carries customer_tier",
+            span.name
+        );
+    }
+
+    // The log line written while settling the charge: correlated and carrying the baggage.
+    let charge_card = find(&spans, "payment-service", "charge_card");
+    let line = system
+        .payments
+        .log_lines()
+        .into_iter()
+        .find(|l| l["message"] == "charge settled")
+        .unwrap_or_else(|| panic!("no 'charge settled' line in {:#?}", system.payments.logs()));
+    assert_eq!(line["trace_id"], trace_id);
+    assert_eq!(line["span_id"], charge_card.span_id.as_str());
+    assert_eq!(line["service"], "payment-service");
+    assert_eq!(line["user_id"], "2");
+    assert_eq!(line["customer_tier"], "gold");
+    assert_eq!(line["level"], "INFO");
+
+    // And the event logged inside the span is a span event too.
+    assert!(
+        charge_card
+            .events
+            .iter()
+            .any(|e| e.name == "charge settled"),
+        "events of charge_card: {:?}",
+        charge_card.events
+    );
+}
+
+#[tokio::test]
+async fn a_one_percent_sampler_gives_whole_traces_or_none() {
+    let options = everywhere("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+        .env(Binary::Gateway, "OTEL_TRACES_SAMPLER_ARG", "0.01")
+        .env(Binary::OrderService, "OTEL_TRACES_SAMPLER_ARG", "0.01")
+        .env(Binary::PaymentService, "OTEL_TRACES_SAMPLER_ARG", "0.01")
+        .env(Binary::PaymentService, "PROCESSOR_LATENCY_MS", "0");
+    let mut system = System::start_with(options).await;
+
+    let mut trace_ids = Vec::new();
+    for i in 0..300 {
+        let response = system.post_order(order(1 + i % 2)).await;
+        assert_eq!(response.status, 201, "{}", response.body);
+        let (trace_id, flags) = traceresponse(&response);
+        assert_eq!(
+            trace_id,
+            response.trace_id(),
+            "unsampled requests have a trace id too"
+        );
+        trace_ids.push((trace_id, flags));
+    }
+    // Stopping flushes: after this, every span any service recorded has been received.
+    for service in [
+        &mut system.gateway,
+        &mut system.orders,
+        &mut system.payments,
+    ] {
+        assert!(service.terminate().await.success());
+    }
+
+    let mut sampled = 0;
+    for (trace_id, flags) in &trace_ids {
+        let spans = system.receiver.trace(trace_id);
+        match spans.len() {
+            0 => assert_eq!(
+                flags, "02",
+                "an unsampled trace says so, and keeps the random flag"
+            ),
+            ORDER_TRACE_SPANS => {
+                assert_eq!(flags, "03");
+                sampled += 1;
+            }
+            n => panic!(
+                "trace {trace_id} is half-sampled: {n} spans\n{}",
+                render_tree(&spans)
+            ),
+        }
+    }
+    println!("{sampled} of {} traces sampled at 1%", trace_ids.len());
+    assert!(sampled < 30, "about 1% should be sampled, got {sampled}");
+    // The unsampled ones still carried their context: the payment service logged under the
+    // gateway's trace ids.
+    let logged: Vec<String> = system
+        .payments
+        .log_lines()
+        .into_iter()
+        .filter(|l| l["message"] == "charge settled")
+        .filter_map(|l| l["trace_id"].as_str().map(str::to_owned))
+        .collect();
+    for (trace_id, _) in &trace_ids {
+        assert!(
+            logged.contains(trace_id),
+            "payment logged nothing under {trace_id}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn health_and_readiness_probes_produce_no_spans() {
+    let system = System::start().await;
+    for service in [&system.gateway, &system.orders, &system.payments] {
+        for path in ["/healthz", "/readyz"] {
+            let response = system
+                .http
+                .get(format!("{}{path}", service.url()))
+                .send()
+                .await
+                .expect("the probe answers");
+            assert_eq!(response.status(), 200, "{path}");
+        }
+    }
+    // One real request afterwards, so the exporters have something to send.
+    let response = system.post_order(order(1)).await;
+    system
+        .receiver
+        .wait_for_trace(response.trace_id(), ORDER_TRACE_SPANS, PATIENCE)
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let probes: Vec<ReceivedSpan> = system
+        .receiver
+        .spans()
+        .into_iter()
+        .filter(|s| s.trace_id != response.trace_id())
+        .collect();
+    assert!(probes.is_empty(), "probe spans:\n{}", render_tree(&probes));
+}
+
+#[tokio::test]
+async fn with_propagation_off_at_the_payment_service_the_trace_splits_in_two() {
+    let system =
+        System::start_with(Options::default().env(Binary::PaymentService, "PROPAGATION", "off"))
+            .await;
+    let response = system.post_order(order(1)).await;
+    assert_eq!(response.status, 201, "{}", response.body);
+    let trace_id = response.trace_id().to_owned();
+
+    let first = system
+        .receiver
+        .wait_for_trace(&trace_id, 10, PATIENCE)
+        .await;
+    assert_eq!(
+        render_shape(&first),
+        "\
+POST /api/orders [gateway, SERVER]
+  create_order [gateway, INTERNAL]
+    POST /orders [gateway, CLIENT]
+      POST /orders [order-service, SERVER]
+        save_order [order-service, INTERNAL]
+          validate_order [order-service, INTERNAL]
+          save_to_db [order-service, INTERNAL]
+            INSERT orders [order-service, CLIENT]
+          POST /charge [order-service, CLIENT]
+          UPDATE orders [order-service, CLIENT]
+",
+        "the CLIENT call to the payment service has no child in this trace"
+    );
+
+    let orphans = system
+        .receiver
+        .wait_for(PATIENCE, |spans| {
+            spans
+                .iter()
+                .any(|s| s.service_name == "payment-service" && s.name == "UPDATE payments")
+        })
+        .await;
+    let orphan = orphans
+        .iter()
+        .find(|s| s.service_name == "payment-service" && s.name == "POST /charge")
+        .expect("the payment service's spans");
+    assert_ne!(orphan.trace_id, trace_id, "a second trace");
+    assert_eq!(orphan.parent_span_id, None, "the orphan is a root");
+    let second = system.receiver.trace(&orphan.trace_id);
+    assert_eq!(second.len(), 7, "{}", render_tree(&second));
+    assert!(
+        second.iter().all(|s| s.attr("user_id").is_none()),
+        "no baggage crossed either"
+    );
+}
+
+#[tokio::test]
+async fn outside_baggage_beyond_the_allow_list_does_not_reach_the_order_service() {
+    let system = System::start().await;
+    let response = system
+        .post_order_with_headers(
+            order(1),
+            &[(
+                "baggage",
+                "session_id=abc123,evil=1,user_id=999,customer_tier=platinum",
+            )],
+        )
+        .await;
+    assert_eq!(response.status, 201, "{}", response.body);
+    let spans = system
+        .receiver
+        .wait_for_trace(response.trace_id(), ORDER_TRACE_SPANS, PATIENCE)
+        .await;
+    let order_server = find(&spans, "order-service", "POST /orders");
+    assert_eq!(
+        order_server.str_attr("session_id"),
+        Some("abc123"),
+        "allow-listed"
+    );
+    assert_eq!(order_server.attr("evil"), None, "not allow-listed");
+    assert_eq!(
+        order_server.str_attr("user_id"),
+        Some("1"),
+        "the gateway's value, not the caller's"
+    );
+    assert_eq!(order_server.str_attr("customer_tier"), Some("gold"));
+    let gateway_server = find(&spans, "gateway", "POST /api/orders");
+    assert_eq!(gateway_server.attr("evil"), None);
+}
+
+#[tokio::test]
+async fn a_caller_that_does_not_sample_gets_no_spans_but_its_context_still_travels() {
+    let system = System::start().await;
+    let caller_trace = "0af7651916cd43dd8448eb211c80319c";
+    let response = system
+        .post_order_with_headers(
+            order(1),
+            &[(
+                "traceparent",
+                &format!("00-{caller_trace}-b7ad6b7169203331-00"),
+            )],
+        )
+        .await;
+    assert_eq!(response.status, 201, "{}", response.body);
+    assert_eq!(response.trace_id(), caller_trace);
+    let (trace_id, flags) = traceresponse(&response);
+    assert_eq!((trace_id.as_str(), flags.as_str()), (caller_trace, "00"));
+
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        system.receiver.trace(caller_trace).is_empty(),
+        "nothing recorded"
+    );
+    let line = system
+        .payments
+        .log_lines()
+        .into_iter()
+        .find(|l| l["message"] == "charge settled")
+        .expect("the payment service logged the charge");
+    assert_eq!(
+        line["trace_id"], caller_trace,
+        "the context reached the last service"
+    );
+}
+
+#[tokio::test]
+async fn the_gateway_can_start_its_own_trace_and_link_to_the_callers() {
+    let system = System::start_with(Options::default().env(
+        Binary::Gateway,
+        "CONTINUE_EXTERNAL_TRACES",
+        "false",
+    ))
+    .await;
+    let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let response = system
+        .post_order_with_headers(
+            order(1),
+            &[(
+                "traceparent",
+                &format!("00-{caller_trace}-00f067aa0ba902b7-01"),
+            )],
+        )
+        .await;
+    assert_eq!(response.status, 201, "{}", response.body);
+    assert_ne!(response.trace_id(), caller_trace, "a trace of its own");
+    let spans = system
+        .receiver
+        .wait_for_trace(response.trace_id(), ORDER_TRACE_SPANS, PATIENCE)
+        .await;
+    let root = find(&spans, "gateway", "POST /api/orders");
+    assert_eq!(root.parent_span_id, None);
+    assert_eq!(
+        root.links,
+        vec![(caller_trace.to_owned(), "00f067aa0ba902b7".to_owned())],
+        "linked to the caller's span"
+    );
+}
+
+#[tokio::test]
+async fn malformed_trace_headers_never_fail_a_request_and_start_a_new_trace() {
+    let system = System::start().await;
+    let valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        (
+            "upper case",
+            vec![(
+                "traceparent",
+                "00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01",
+            )],
+        ),
+        (
+            "all-zero trace id",
+            vec![(
+                "traceparent",
+                "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            )],
+        ),
+        (
+            "version ff",
+            vec![(
+                "traceparent",
+                "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )],
+        ),
+        (
+            "trailing data",
+            vec![(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+            )],
+        ),
+        (
+            "short span id",
+            vec![(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902-01",
+            )],
+        ),
+        ("garbage", vec![("traceparent", "\u{1f600} not a header")]),
+        (
+            "duplicated",
+            vec![("traceparent", valid), ("traceparent", valid)],
+        ),
+        ("baggage garbage", vec![("baggage", ";;;===%%%,,,")]),
+    ];
+    let mut seen = HashMap::new();
+    for (case, headers) in &cases {
+        let response = system.post_order_with_headers(order(1), headers).await;
+        assert_eq!(response.status, 201, "{case}: {}", response.body);
+        assert_ne!(
+            response.trace_id(),
+            "4bf92f3577b34da6a3ce929d0e0e4736",
+            "{case}: not continued"
+        );
+        seen.insert(response.trace_id().to_owned(), *case);
+    }
+    assert_eq!(seen.len(), cases.len(), "each a new trace");
+
+    // A valid traceparent with an invalid (oversized) tracestate: the trace continues, the
+    // tracestate is dropped whole.
+    let huge = "a=b,".repeat(2000);
+    let response = system
+        .post_order_with_headers(order(1), &[("traceparent", valid), ("tracestate", &huge)])
+        .await;
+    assert_eq!(response.status, 201, "{}", response.body);
+    assert_eq!(response.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    let spans = system
+        .receiver
+        .wait_for_trace(response.trace_id(), ORDER_TRACE_SPANS, PATIENCE)
+        .await;
+    assert!(
+        spans.iter().all(|s| s.trace_state.is_empty()),
+        "no half-kept tracestate"
+    );
+}
