@@ -13,7 +13,7 @@ use axum::{
 use common::{
     error::{ApiError, ErrorBody},
     http_client::error_type,
-    telemetry::{Failure, current_trace_id},
+    telemetry::{Failure, SpanFailure, current_trace_id},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -24,32 +24,12 @@ pub enum GatewayError {
     /// The order service could not be reached or did not answer in time.
     #[error("calling the order service")]
     Unreachable(#[source] reqwest_middleware::Error),
+    /// The order id in the path is not a UUID; nothing was forwarded.
+    #[error("order ids are UUIDs")]
+    MalformedOrderId,
     /// The order service answered something that is not this system's JSON.
     #[error("unexpected answer from the order service: {0}")]
     BadUpstreamResponse(String),
-}
-
-impl GatewayError {
-    /// What the failure looks like on a span, for errors that mark spans red. A 4xx relayed
-    /// from the order service marks nothing, except a declined payment: the request was fine,
-    /// the payment failed, and that is what an operator looks for in red.
-    pub fn failure(&self) -> Option<Failure> {
-        match self {
-            GatewayError::Upstream { status, body }
-                if status.is_server_error() || *status == StatusCode::PAYMENT_REQUIRED =>
-            {
-                Some(Failure::of(body.error.code.clone(), self))
-            }
-            GatewayError::Upstream { .. } => None,
-            GatewayError::Unreachable(e) => Some(Failure::of(
-                format!("order_service_{}", error_type(e)),
-                self,
-            )),
-            GatewayError::BadUpstreamResponse(_) => {
-                Some(Failure::of("order_service_bad_response", self))
-            }
-        }
-    }
 }
 
 impl IntoResponse for GatewayError {
@@ -84,6 +64,11 @@ impl IntoResponse for GatewayError {
                 };
                 ApiError::client(status, code, message)
             }
+            GatewayError::MalformedOrderId => ApiError::client(
+                StatusCode::BAD_REQUEST,
+                "malformed_order_id",
+                "order ids are UUIDs",
+            ),
             GatewayError::BadUpstreamResponse(_) => ApiError::client(
                 StatusCode::BAD_GATEWAY,
                 "order_service_error",
@@ -95,5 +80,28 @@ impl IntoResponse for GatewayError {
             None => error,
         }
         .into_response()
+    }
+}
+
+impl SpanFailure for GatewayError {
+    /// What the failure looks like on a span, for errors that mark spans red. A 4xx relayed
+    /// from the order service marks nothing, except a declined payment: the request was fine,
+    /// the payment failed, and that is what an operator looks for in red.
+    fn failure(&self) -> Option<Failure> {
+        match self {
+            GatewayError::Upstream { status, body }
+                if status.is_server_error() || *status == StatusCode::PAYMENT_REQUIRED =>
+            {
+                Some(Failure::of(body.error.code.clone(), self))
+            }
+            GatewayError::Upstream { .. } | GatewayError::MalformedOrderId => None,
+            GatewayError::Unreachable(e) => Some(Failure::of(
+                format!("order_service_{}", error_type(e)),
+                self,
+            )),
+            GatewayError::BadUpstreamResponse(_) => {
+                Some(Failure::of("order_service_bad_response", self))
+            }
+        }
     }
 }
