@@ -31,6 +31,18 @@ pub struct CreateOrderRequest {
     pub card_token: Option<String>,
 }
 
+/// What a `card_token` may be, as the error message says it.
+pub const CARD_TOKEN_RULE: &str = "must be 1 to 64 letters, digits or underscores";
+
+/// Whether `token` is a well-formed card token (`tok_visa`): the rule both the order service
+/// and the payment service enforce on the field.
+pub fn is_valid_card_token(token: &str) -> bool {
+    (1..=64).contains(&token.len())
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
 /// The answer to a created (or replayed) order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderCreated {

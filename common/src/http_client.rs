@@ -11,12 +11,16 @@
 //! The receiving service's server layer extracts those headers, so its SERVER span becomes a
 //! child of this CLIENT span, and the trace continues across the process boundary.
 //!
-//! Every call has a timeout; nothing here waits forever on another service.
+//! Every attempt has a timeout; nothing here waits forever on another service. A
+//! [`RetryMiddleware`] before the tracing middleware sends a request again when that is safe:
+//! always when the connection could not be made (nothing was sent), and after a timeout or a
+//! 502/503/504 only when the request is idempotent. Each attempt is its own CLIENT span, the
+//! resends with `http.request.resend_count`, so retries are visible in the waterfall.
 
 use std::time::Duration;
 
 use http::Extensions;
-use reqwest::{Method, Request, Response, Url};
+use reqwest::{Method, Request, Response, StatusCode, Url};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next, RequestBuilder};
 use tracing::{Instrument, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -37,6 +41,30 @@ pub struct UrlTemplate(pub &'static str);
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ResendCount(pub u32);
 
+/// Marks a request as safe to send more than once, because the receiver deduplicates it (the
+/// payment service charges an order once; the order service recognises an `Idempotency-Key`).
+/// GET, HEAD, OPTIONS, PUT and DELETE are idempotent by definition and need no mark.
+#[derive(Clone, Copy, Debug)]
+pub struct Idempotent;
+
+/// How often, and how soon, a failed attempt is repeated.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    /// Resends after the first attempt (so at most `1 + max_resends` attempts).
+    pub max_resends: u32,
+    /// The pause before the first resend; it doubles before each further one.
+    pub backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_resends: 2,
+            backoff: Duration::from_millis(100),
+        }
+    }
+}
+
 /// A client for one downstream service.
 #[derive(Clone, Debug)]
 pub struct ServiceClient {
@@ -46,7 +74,7 @@ pub struct ServiceClient {
 
 impl ServiceClient {
     /// `base` is the service's root URL; `timeout` bounds each attempt, from connecting to
-    /// the last byte of the response.
+    /// the last byte of the response. Attempts are retried by the default [`RetryPolicy`].
     pub fn new(base: Url, timeout: Duration) -> Self {
         let http = reqwest::Client::builder()
             .timeout(timeout)
@@ -56,10 +84,12 @@ impl ServiceClient {
             .no_proxy()
             .build()
             .expect("a client without TLS or proxies always builds");
-        Self::with_middleware(
-            base,
-            ClientBuilder::new(http).with(TracingMiddleware).build(),
-        )
+        // Retries outside tracing: each attempt gets a span of its own.
+        let http = ClientBuilder::new(http)
+            .with(RetryMiddleware(RetryPolicy::default()))
+            .with(TracingMiddleware)
+            .build();
+        Self::with_middleware(base, http)
     }
 
     /// A client with a custom middleware stack (which must contain [`TracingMiddleware`]).
@@ -81,6 +111,56 @@ impl ServiceClient {
         self.http
             .request(method, url)
             .with_extension(UrlTemplate(template))
+    }
+}
+
+/// Sends a request again when that is safe; see the module docs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RetryMiddleware(pub RetryPolicy);
+
+#[async_trait::async_trait]
+impl Middleware for RetryMiddleware {
+    async fn handle(
+        &self,
+        req: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        let idempotent = extensions.get::<Idempotent>().is_some()
+            || matches!(
+                *req.method(),
+                Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+            );
+        let mut resends = 0;
+        loop {
+            // A streamed body cannot be sent twice: such a request gets one attempt.
+            let Some(attempt) = req.try_clone() else {
+                return next.run(req, extensions).await;
+            };
+            extensions.insert(ResendCount(resends));
+            let result = next.clone().run(attempt, extensions).await;
+            let again = resends < self.0.max_resends
+                && match &result {
+                    // The connection was never made: nothing was sent, any request may go again.
+                    Err(reqwest_middleware::Error::Reqwest(e)) if e.is_connect() => true,
+                    Err(reqwest_middleware::Error::Reqwest(e)) if e.is_timeout() => idempotent,
+                    Ok(response) => {
+                        idempotent
+                            && matches!(
+                                response.status(),
+                                StatusCode::BAD_GATEWAY
+                                    | StatusCode::SERVICE_UNAVAILABLE
+                                    | StatusCode::GATEWAY_TIMEOUT
+                            )
+                    }
+                    Err(_) => false,
+                };
+            if !again {
+                return result;
+            }
+            tokio::time::sleep(self.0.backoff * 2_u32.pow(resends)).await;
+            resends += 1;
+        }
     }
 }
 

@@ -13,15 +13,22 @@
 //!
 //! It runs after routing (that is what `Router::layer` does in axum 0.8), so the matched route
 //! template (`/api/orders/{id}`) is known and the span name stays low-cardinality.
+//!
+//! [`with_common_routes_and_layers`] puts it, with everything else every service needs
+//! (`/healthz`, `/metrics`, JSON answers for unknown routes and methods, size limits), around a
+//! service's own routes.
 
-use std::sync::Arc;
+use std::{panic::AssertUnwindSafe, sync::Arc};
 
 use axum::{
-    extract::{MatchedPath, Request, State},
-    http::{HeaderMap, HeaderValue, Version, header},
-    middleware::Next,
-    response::Response,
+    Router,
+    extract::{DefaultBodyLimit, MatchedPath, Request, State},
+    http::{HeaderMap, HeaderValue, StatusCode, Version, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
 };
+use futures_util::FutureExt as _;
 use opentelemetry::{
     Context,
     baggage::{Baggage, BaggageExt, KeyValueMetadata},
@@ -31,12 +38,99 @@ use tracing::{Instrument, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::{
+    config::{ConfigError, Vars},
+    error::{ApiError, method_not_allowed, not_found},
     propagation::{
         BaggageLimits, HeaderExtractor, copy_baggage, mark_random_trace_id, parse_baggage,
         traceresponse,
     },
-    telemetry::{Failure, record_failure},
+    telemetry::{Failure, export, record_failure},
 };
+
+/// Limits on what a request may be, before a handler sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// `REQUEST_BODY_LIMIT_BYTES`: larger bodies get 413.
+    pub body: usize,
+    /// `REQUEST_HEADER_LIMIT_BYTES`: larger header sections get 431.
+    pub headers: usize,
+}
+
+impl HttpLimits {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        Ok(HttpLimits {
+            body: vars.or("REQUEST_BODY_LIMIT_BYTES", 16 * 1024)?,
+            // Room for the W3C limits: 8 KiB of baggage, 512+ bytes of tracestate.
+            headers: vars.or("REQUEST_HEADER_LIMIT_BYTES", 32 * 1024)?,
+        })
+    }
+}
+
+/// A service's own routes, with what every service has around them:
+/// `GET /healthz`, `GET /metrics`, JSON answers for unknown routes (404) and methods (405),
+/// the body and header limits, and the tracing middleware, outermost, so even a rejected
+/// request has a span and a trace id in its error body.
+pub fn with_common_routes_and_layers(
+    routes: Router,
+    policy: Arc<InboundPolicy>,
+    limits: HttpLimits,
+) -> Router {
+    routes
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limits.body))
+        .layer(middleware::from_fn_with_state(
+            limits.headers,
+            limit_header_size,
+        ))
+        .layer(middleware::from_fn_with_state(policy, trace_requests))
+}
+
+/// `GET /healthz`: the process is up and serving.
+pub async fn healthz() -> StatusCode {
+    StatusCode::OK
+}
+
+/// `GET /metrics`: the telemetry counters in the Prometheus text format. Spans that never
+/// reached the collector are counted here (see [`export`]).
+pub async fn metrics() -> impl IntoResponse {
+    let stats = export::stats().unwrap_or_default();
+    let body = format!(
+        "# HELP spans_exported_total Spans the collector accepted.\n\
+         # TYPE spans_exported_total counter\n\
+         spans_exported_total {}\n\
+         # HELP spans_lost_total Spans that never reached the collector.\n\
+         # TYPE spans_lost_total counter\n\
+         spans_lost_total{{reason=\"queue_full\"}} {}\n\
+         spans_lost_total{{reason=\"export_failed\"}} {}\n\
+         # HELP spans_in_flight Spans queued or being exported.\n\
+         # TYPE spans_in_flight gauge\n\
+         spans_in_flight {}\n",
+        stats.exported, stats.dropped_queue_full, stats.export_failed, stats.in_flight
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}
+
+/// Refuses requests whose header section is larger than `max` bytes with 431.
+pub async fn limit_header_size(State(max): State<usize>, request: Request, next: Next) -> Response {
+    let size: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum::<usize>()
+        + request.uri().to_string().len();
+    if size > max {
+        return ApiError::client(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!("the request's headers are larger than {max} bytes"),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
 
 /// What a service accepts from its callers' propagation headers.
 ///
@@ -145,7 +239,36 @@ pub async fn trace_requests(
         span.add_link(remote);
     }
 
-    let mut response = next.run(request).instrument(span.clone()).await;
+    // A panic in a handler is a bug, but the caller still gets an answer (a 500 with the trace
+    // id) and the span says what happened; the connection and the process carry on.
+    let mut response = match AssertUnwindSafe(next.run(request))
+        .catch_unwind()
+        .instrument(span.clone())
+        .await
+    {
+        Ok(response) => response,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic with a non-string payload".to_owned());
+            let failure = Failure {
+                error_type: "panic".to_owned(),
+                exception_type: "panic".to_owned(),
+                message,
+            };
+            span.in_scope(|| {
+                ApiError::server(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "internal error",
+                    failure,
+                )
+                .into_response()
+            })
+        }
+    };
 
     let status = response.status();
     // An i64, so the attribute is an integer in the exported span (a u16 would be a string).

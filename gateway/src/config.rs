@@ -4,7 +4,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use common::{
     config::{ConfigError, Vars},
-    http_server::{BaggagePolicy, InboundPolicy},
+    http_server::{BaggagePolicy, HttpLimits, InboundPolicy},
     propagation::BaggageLimits,
 };
 use reqwest::Url;
@@ -17,8 +17,8 @@ pub struct Config {
     /// the payment call, so the order service can answer (and record the order's state)
     /// before the gateway gives up on it.
     pub order_service_timeout: Duration,
-    /// Largest request body accepted, in bytes; larger bodies get 413.
-    pub body_limit: usize,
+    /// Request size limits.
+    pub http: HttpLimits,
     /// What the gateway accepts from outside callers' propagation headers.
     pub inbound: Arc<InboundPolicy>,
 }
@@ -39,7 +39,7 @@ impl Config {
                 .service_url("ORDER_SERVICE_URL", "e.g. http://order-service:8081")?,
             order_service_timeout: vars
                 .millis_or("ORDER_SERVICE_TIMEOUT_MS", Duration::from_secs(10))?,
-            body_limit: vars.or("REQUEST_BODY_LIMIT_BYTES", 16 * 1024)?,
+            http: HttpLimits::from_vars(vars)?,
             inbound: Arc::new(InboundPolicy {
                 continue_remote_trace: vars.bool_or("CONTINUE_EXTERNAL_TRACES", true)?,
                 baggage: BaggagePolicy::AllowList {

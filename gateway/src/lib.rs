@@ -11,11 +11,9 @@ mod routes;
 
 use axum::{
     Router,
-    extract::DefaultBodyLimit,
-    middleware,
     routing::{get, post},
 };
-use common::http_client::ServiceClient;
+use common::{http_client::ServiceClient, http_server::with_common_routes_and_layers};
 
 pub use config::Config;
 
@@ -36,19 +34,13 @@ impl AppState {
     }
 }
 
-/// The public routes, with the tracing middleware around each of them.
+/// The public routes, inside the layers every service has (tracing with the gateway's
+/// inbound policy, limits, `/healthz`, `/metrics`; see `common::http_server`).
 pub fn router(state: AppState, config: &Config) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/api/orders", post(routes::create_order))
         .route("/api/orders/{id}", get(routes::get_order))
-        .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
-        .fallback(common::error::not_found)
-        .method_not_allowed_fallback(common::error::method_not_allowed)
-        .layer(DefaultBodyLimit::max(config.body_limit))
-        .layer(middleware::from_fn_with_state(
-            config.inbound.clone(),
-            common::http_server::trace_requests,
-        ))
-        .with_state(state)
+        .with_state(state);
+    with_common_routes_and_layers(routes, config.inbound.clone(), config.http)
 }

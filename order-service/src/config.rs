@@ -5,6 +5,7 @@ use std::{net::SocketAddr, time::Duration};
 use common::{
     config::{ConfigError, Vars},
     db::PoolSettings,
+    http_server::HttpLimits,
 };
 use reqwest::Url;
 use sqlx::postgres::PgConnectOptions;
@@ -17,8 +18,8 @@ pub struct Config {
     pub payment_service_url: Url,
     /// Bound on each call to the payment service.
     pub payment_timeout: Duration,
-    /// Largest request body accepted, in bytes; larger bodies get 413.
-    pub body_limit: usize,
+    /// Request size limits.
+    pub http: HttpLimits,
 }
 
 impl Config {
@@ -36,7 +37,7 @@ impl Config {
             payment_service_url: vars
                 .service_url("PAYMENT_SERVICE_URL", "e.g. http://payment-service:8082")?,
             payment_timeout: vars.millis_or("PAYMENT_TIMEOUT_MS", Duration::from_millis(2000))?,
-            body_limit: vars.or("REQUEST_BODY_LIMIT_BYTES", 16 * 1024)?,
+            http: HttpLimits::from_vars(vars)?,
         })
     }
 }

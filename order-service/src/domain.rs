@@ -6,7 +6,9 @@
 
 use std::fmt;
 
-use common::api::{AmountError, CreateOrderRequest, DecimalAmount};
+use common::api::{
+    AmountError, CARD_TOKEN_RULE, CreateOrderRequest, DecimalAmount, is_valid_card_token,
+};
 use uuid::Uuid;
 
 /// The most a single order may be, in major units of its currency.
@@ -187,18 +189,10 @@ impl NewOrder {
         if minor > MAX_ORDER_MAJOR_UNITS * 10_i64.pow(currency.exponent) {
             return Err(too_large(currency));
         }
-        if let Some(token) = &req.card_token {
-            if token.is_empty()
-                || token.len() > 64
-                || !token
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-            {
-                return Err(ValidationError::new(
-                    "card_token",
-                    "must be 1 to 64 letters, digits or underscores",
-                ));
-            }
+        if let Some(token) = &req.card_token
+            && !is_valid_card_token(token)
+        {
+            return Err(ValidationError::new("card_token", CARD_TOKEN_RULE));
         }
         Ok(NewOrder {
             id,

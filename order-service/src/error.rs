@@ -4,7 +4,10 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use common::{error::ApiError, telemetry::Failure};
+use common::{
+    error::ApiError,
+    telemetry::{Failure, SpanFailure},
+};
 
 use crate::{
     domain::{OrderId, ValidationError},
@@ -46,29 +49,6 @@ impl From<sqlx::Error> for OrderError {
         } else {
             OrderError::Database(e)
         }
-    }
-}
-
-impl OrderError {
-    /// What the failure looks like on a span, for errors that mark spans red. A request the
-    /// caller got wrong does not: the service did its job by refusing it.
-    pub fn failure(&self) -> Option<Failure> {
-        let error_type = match self {
-            OrderError::Validation(_)
-            | OrderError::InvalidIdempotencyKey
-            | OrderError::IdempotencyKeyReused { .. }
-            | OrderError::MalformedId
-            | OrderError::NotFound(_) => return None,
-            OrderError::PaymentDeclined { .. } => "payment_declined",
-            OrderError::Payment { failure, .. } => match failure {
-                PaymentFailure::Unreachable(_) => "payment_unreachable",
-                PaymentFailure::Timeout(_) => "payment_timeout",
-                PaymentFailure::Error(_) => "payment_error",
-            },
-            OrderError::DatabaseUnavailable(_) => "database_unavailable",
-            OrderError::Database(_) => "database_error",
-        };
-        Some(Failure::of(error_type, self))
     }
 }
 
@@ -131,5 +111,28 @@ impl IntoResponse for OrderError {
             None => error,
         }
         .into_response()
+    }
+}
+
+impl SpanFailure for OrderError {
+    /// What the failure looks like on a span, for errors that mark spans red. A request the
+    /// caller got wrong does not: the service did its job by refusing it.
+    fn failure(&self) -> Option<Failure> {
+        let error_type = match self {
+            OrderError::Validation(_)
+            | OrderError::InvalidIdempotencyKey
+            | OrderError::IdempotencyKeyReused { .. }
+            | OrderError::MalformedId
+            | OrderError::NotFound(_) => return None,
+            OrderError::PaymentDeclined { .. } => "payment_declined",
+            OrderError::Payment { failure, .. } => match failure {
+                PaymentFailure::Unreachable(_) => "payment_unreachable",
+                PaymentFailure::Timeout(_) => "payment_timeout",
+                PaymentFailure::Error(_) => "payment_error",
+            },
+            OrderError::DatabaseUnavailable(_) => "database_unavailable",
+            OrderError::Database(_) => "database_error",
+        };
+        Some(Failure::of(error_type, self))
     }
 }

@@ -14,11 +14,13 @@ mod store;
 
 use axum::{
     Router,
-    extract::DefaultBodyLimit,
-    middleware,
     routing::{get, post},
 };
-use common::{db::Database, http_client::ServiceClient, http_server::InboundPolicy};
+use common::{
+    db::Database,
+    http_client::ServiceClient,
+    http_server::{InboundPolicy, with_common_routes_and_layers},
+};
 
 pub use config::Config;
 use payments::PaymentClient;
@@ -43,19 +45,13 @@ impl AppState {
     }
 }
 
-/// The service's routes, with the tracing middleware around each of them.
+/// The service's routes, inside the layers every service has (tracing, limits, `/healthz`,
+/// `/metrics`; see `common::http_server`).
 pub fn router(state: AppState, config: &Config) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/orders", post(routes::create_order))
         .route("/orders/{id}", get(routes::get_order))
-        .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
-        .fallback(common::error::not_found)
-        .method_not_allowed_fallback(common::error::method_not_allowed)
-        .layer(DefaultBodyLimit::max(config.body_limit))
-        .layer(middleware::from_fn_with_state(
-            InboundPolicy::internal(),
-            common::http_server::trace_requests,
-        ))
-        .with_state(state)
+        .with_state(state);
+    with_common_routes_and_layers(routes, InboundPolicy::internal(), config.http)
 }

@@ -10,7 +10,7 @@
 use common::{
     api::{ChargeRequest, ChargeResponse},
     error::ErrorBody,
-    http_client::{ServiceClient, error_type},
+    http_client::{Idempotent, ServiceClient, error_type},
 };
 use reqwest::{Method, StatusCode};
 
@@ -63,6 +63,8 @@ impl PaymentClient {
         let response = match self
             .client
             .request(Method::POST, "/charge", "/charge")
+            // The payment service charges an order once, however often it is asked.
+            .with_extension(Idempotent)
             .json(request)
             .send()
             .await

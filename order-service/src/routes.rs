@@ -17,7 +17,7 @@ use axum::{
 use common::{
     api::{ChargeRequest, CreateOrderRequest, OrderCreated, OrderStatus, OrderView},
     extract,
-    telemetry::{current_trace_id, record_failure},
+    telemetry::{current_trace_id, record_result},
 };
 use reqwest::Method;
 use tracing::{Instrument, Span, field::Empty};
@@ -42,13 +42,7 @@ pub async fn create_order(
     headers: HeaderMap,
     extract::Json(req): extract::Json<CreateOrderRequest>,
 ) -> Result<Response, OrderError> {
-    let result = save_order(&app, &headers, &req).await;
-    if let Err(error) = &result {
-        if let Some(failure) = error.failure() {
-            record_failure(&Span::current(), &failure);
-        }
-    }
-    result
+    record_result(save_order(&app, &headers, &req).await)
 }
 
 async fn save_order(
@@ -214,11 +208,6 @@ pub async fn get_order(
         updated_at: row.updated_at,
         trace_id: row.trace_id,
     }))
-}
-
-/// `GET /healthz`: the process is up.
-pub async fn healthz() -> StatusCode {
-    StatusCode::OK
 }
 
 /// `GET /readyz`: the database and the payment service answer.

@@ -5,6 +5,7 @@ use std::{net::SocketAddr, time::Duration};
 use common::{
     config::{ConfigError, Vars},
     db::PoolSettings,
+    http_server::HttpLimits,
 };
 use sqlx::postgres::PgConnectOptions;
 
@@ -14,8 +15,8 @@ pub struct Config {
     pub database: PgConnectOptions,
     pub pool: PoolSettings,
     pub processor: ProcessorSettings,
-    /// Largest request body accepted, in bytes; larger bodies get 413.
-    pub body_limit: usize,
+    /// Request size limits.
+    pub http: HttpLimits,
 }
 
 /// How the simulated card processor behaves.
@@ -51,7 +52,7 @@ impl Config {
                 latency: vars.millis_or("PROCESSOR_LATENCY_MS", Duration::from_millis(150))?,
                 failure_rate,
             },
-            body_limit: vars.or("REQUEST_BODY_LIMIT_BYTES", 16 * 1024)?,
+            http: HttpLimits::from_vars(vars)?,
         })
     }
 }

@@ -4,7 +4,10 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use common::{error::ApiError, telemetry::Failure};
+use common::{
+    error::ApiError,
+    telemetry::{Failure, SpanFailure},
+};
 use uuid::Uuid;
 
 use crate::domain::DeclineReason;
@@ -36,18 +39,6 @@ impl From<sqlx::Error> for PaymentError {
             PaymentError::Unavailable(e)
         } else {
             PaymentError::Database(e)
-        }
-    }
-}
-
-impl PaymentError {
-    /// What the failure looks like on a span, for errors that mark spans red.
-    pub fn failure(&self) -> Option<Failure> {
-        match self {
-            PaymentError::Invalid(_) | PaymentError::Conflict(_) => None,
-            PaymentError::Declined { .. } => Some(Failure::of("payment_declined", self)),
-            PaymentError::Unavailable(_) => Some(Failure::of("database_unavailable", self)),
-            PaymentError::Database(_) => Some(Failure::of("database_error", self)),
         }
     }
 }
@@ -85,5 +76,17 @@ impl IntoResponse for PaymentError {
             None => error,
         }
         .into_response()
+    }
+}
+
+impl SpanFailure for PaymentError {
+    /// What the failure looks like on a span, for errors that mark spans red.
+    fn failure(&self) -> Option<Failure> {
+        match self {
+            PaymentError::Invalid(_) | PaymentError::Conflict(_) => None,
+            PaymentError::Declined { .. } => Some(Failure::of("payment_declined", self)),
+            PaymentError::Unavailable(_) => Some(Failure::of("database_unavailable", self)),
+            PaymentError::Database(_) => Some(Failure::of("database_error", self)),
+        }
     }
 }

@@ -117,10 +117,10 @@ impl Processor {
 
 impl Answers {
     fn remember(&mut self, key: Uuid, outcome: ChargeOutcome) {
-        if self.oldest_first.len() == REMEMBERED_KEYS {
-            if let Some(oldest) = self.oldest_first.pop_front() {
-                self.by_key.remove(&oldest);
-            }
+        if self.oldest_first.len() == REMEMBERED_KEYS
+            && let Some(oldest) = self.oldest_first.pop_front()
+        {
+            self.by_key.remove(&oldest);
         }
         self.by_key.insert(key, outcome);
         self.oldest_first.push_back(key);

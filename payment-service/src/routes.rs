@@ -4,7 +4,7 @@ use axum::{Json, extract::State, http::StatusCode};
 use common::{
     api::{ChargeRequest, ChargeResponse, PaymentStatus},
     extract,
-    telemetry::record_failure,
+    telemetry::record_result,
 };
 use tracing::{Instrument, Span, field::Empty};
 use uuid::Uuid;
@@ -26,18 +26,11 @@ pub async fn charge(
     State(app): State<AppState>,
     extract::Json(req): extract::Json<ChargeRequest>,
 ) -> Result<Json<ChargeResponse>, PaymentError> {
-    let result = charge_card(&app, req).await;
-    let span = Span::current();
-    match &result {
-        Ok(response) => {
-            span.record("payment.status", "succeeded");
-            span.record("payment.id", response.payment_id.to_string());
-        }
-        Err(error) => {
-            if let Some(failure) = error.failure() {
-                record_failure(&span, &failure);
-            }
-        }
+    let result = record_result(charge_card(&app, req).await);
+    if let Ok(response) = &result {
+        let span = Span::current();
+        span.record("payment.status", "succeeded");
+        span.record("payment.id", response.payment_id.to_string());
     }
     result.map(Json)
 }
@@ -116,11 +109,6 @@ async fn decide(
             charge.card_token.as_deref(),
         )
         .await
-}
-
-/// `GET /healthz`: the process is up.
-pub async fn healthz() -> StatusCode {
-    StatusCode::OK
 }
 
 /// `GET /readyz`: the database answers.

@@ -365,12 +365,31 @@ async fn a_5xx_marks_the_server_spans_error_and_the_body_carries_the_trace_id() 
     assert_eq!(response.json["error"]["code"], "payment_unavailable");
     let trace_id = response.trace_id().to_owned();
 
-    let spans = system.receiver.wait_for_trace(&trace_id, 9, PATIENCE).await;
+    let spans = system
+        .receiver
+        .wait_for_trace(&trace_id, 12, PATIENCE)
+        .await;
+    // Nothing was sent (the connection was refused), so the client tried three times: three
+    // CLIENT spans, the resends numbered.
+    let mut attempts: Vec<&ReceivedSpan> = spans
+        .iter()
+        .filter(|s| s.service_name == "order-service" && s.name == "POST /charge")
+        .collect();
+    attempts.sort_by_key(|s| s.start_unix_nano);
+    assert_eq!(attempts.len(), 3, "{}", render_tree(&spans));
+    for (n, attempt) in attempts.iter().enumerate() {
+        assert_eq!(attempt.kind, SpanKind::Client);
+        assert!(matches!(attempt.status, SpanStatus::Error(_)));
+        assert_eq!(attempt.str_attr("error.type"), Some("connection_failed"));
+        let resend = attempt.int_attr("http.request.resend_count");
+        assert_eq!(resend, (n > 0).then_some(n as i64), "attempt {n}");
+    }
     for (service, name) in [
         ("gateway", "POST /api/orders"),
+        ("gateway", "create_order"),
+        ("gateway", "POST /orders"),
         ("order-service", "POST /orders"),
         ("order-service", "save_order"),
-        ("order-service", "POST /charge"),
     ] {
         let span = find(&spans, service, name);
         assert!(

@@ -13,8 +13,11 @@
 //! stopped, so the spans still queued in the batch processor are exported before exit.
 
 mod baggage;
+pub mod export;
 mod logs;
 pub mod sampler;
+
+use std::time::Duration;
 
 use anyhow::Context as _;
 use opentelemetry::{
@@ -22,7 +25,10 @@ use opentelemetry::{
     propagation::{TextMapCompositePropagator, TextMapPropagator},
     trace::{Status, TraceContextExt, TracerProvider as _, noop::NoopTracer},
 };
-use opentelemetry_sdk::{Resource, trace::SdkTracerProvider};
+use opentelemetry_sdk::{
+    Resource,
+    trace::{BatchSpanProcessor, SdkTracerProvider},
+};
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::{
@@ -77,6 +83,10 @@ pub struct TelemetrySettings {
     /// baggage headers: its spans start a new trace (the tutorial's broken propagation).
     pub propagation: bool,
     pub sampler: sampler::RouteRuleSampler,
+    /// `OTEL_BSP_MAX_QUEUE_SIZE`: at most this many spans wait for export; more are dropped.
+    pub max_queue_size: usize,
+    /// `OTEL_BSP_SCHEDULE_DELAY`: how often a batch is exported.
+    pub schedule_delay: Duration,
 }
 
 impl TelemetrySettings {
@@ -108,6 +118,8 @@ impl TelemetrySettings {
             }
         }
         Ok(TelemetrySettings {
+            max_queue_size: vars.or("OTEL_BSP_MAX_QUEUE_SIZE", 2048)?,
+            schedule_delay: Duration::from_millis(vars.or("OTEL_BSP_SCHEDULE_DELAY", 5000)?),
             service_name: service_name(vars, default_service_name),
             sdk_disabled,
             exporter,
@@ -335,8 +347,13 @@ fn tracer_provider(
     if let Some(exporter) = exporter {
         // The batch processor reads OTEL_BSP_* itself. It runs on its own thread, so the
         // HTTP exporter uses a blocking client there, and request handling never waits on
-        // the collector: a full queue drops spans instead.
-        builder = builder.with_batch_exporter(exporter);
+        // the collector: a full queue drops spans instead. The wrappers count what is lost.
+        let stats = export::ExportStats::new(settings.max_queue_size);
+        let exporter = export::CountingExporter::new(exporter, stats.clone());
+        let batch = BatchSpanProcessor::builder(exporter).build();
+        builder = builder.with_span_processor(export::Admission::new(batch, stats.clone()));
+        export::install(stats.clone());
+        export::spawn_reporter(stats, settings.schedule_delay.max(Duration::from_secs(1)));
     }
     Ok(builder.build())
 }
@@ -375,6 +392,25 @@ pub fn record_failure(span: &Span, failure: &Failure) {
         ],
     );
     span.set_status(Status::error(failure.message.clone()));
+}
+
+/// An error that knows whether, and how, it marks a span failed: a service's error enum says
+/// which of its variants are the service's own failures (red in the waterfall) and which are
+/// the caller's mistakes (a 4xx that leaves the span alone).
+pub trait SpanFailure {
+    fn failure(&self) -> Option<Failure>;
+}
+
+/// Marks the current span failed when `result` is such an error, and hands `result` back. For
+/// the INTERNAL span of a handler (`save_order`, `charge_card`): the SERVER span is marked by
+/// the server layer from the response.
+pub fn record_result<T, E: SpanFailure>(result: Result<T, E>) -> Result<T, E> {
+    if let Err(error) = &result
+        && let Some(failure) = error.failure()
+    {
+        record_failure(&Span::current(), &failure);
+    }
+    result
 }
 
 /// [`record_failure`] for an error value.

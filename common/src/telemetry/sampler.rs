@@ -21,8 +21,9 @@ use opentelemetry_sdk::trace::{Sampler, SamplingDecision, SamplingResult, Should
 
 use crate::config::{ConfigError, Vars};
 
-/// Routes that are never traced unless `TRACES_ROUTE_RULES` says otherwise.
-const DEFAULT_RULES: &str = "/healthz=off,/readyz=off";
+/// Routes that are never traced unless `TRACES_ROUTE_RULES` says otherwise: the probes, and
+/// the metrics scrape.
+const DEFAULT_RULES: &str = "/healthz=off,/readyz=off,/metrics=off";
 
 /// Reads `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` and `TRACES_ROUTE_RULES`.
 pub fn from_vars(vars: &Vars) -> Result<RouteRuleSampler, ConfigError> {

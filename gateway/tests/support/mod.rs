@@ -1,0 +1,434 @@
+//! The gateway's test harness: the real router, and a fake order service on a local port.
+//!
+//! [`TestApp::start`] builds the gateway's router the way `main` does, but without
+//! environment variables, and points `ORDER_SERVICE_URL` at a [`FakeOrders`]: a small axum
+//! server on 127.0.0.1:0 that records every request it receives (method, path as sent, headers,
+//! body bytes) and answers whatever the test told it to. The gateway is called with
+//! `tower::ServiceExt::oneshot`, so a test can send request targets a real HTTP client would
+//! normalise first (`/api/orders/..`).
+//!
+//! The gateway's propagation is part of what is tested, so a tracing subscriber with the
+//! OpenTelemetry layer and the W3C propagators is installed, as `common::telemetry::init`
+//! does in `main`: without it the gateway has no span context to send.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{
+    Router,
+    body::{Body, Bytes},
+    extract::{Request, State},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use common::config::Vars;
+use gateway::{AppState, Config};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+use tracing::subscriber::DefaultGuard;
+use tracing_subscriber::{layer::SubscriberExt as _, util::SubscriberInitExt as _};
+
+/// The order id the fake order service gives every order it creates.
+pub const FAKE_ORDER_ID: &str = "01936b2e-7c3a-7def-8123-456789abcdef";
+
+/// The trace id the fake order service puts in its bodies; the gateway must replace it with
+/// its own.
+pub const FAKE_TRACE_ID: &str = "ffffffffffffffffffffffffffffffff";
+
+/// An order as a client writes it, byte for byte (`serde_json::json!` would turn `42.50` into
+/// the float `42.5`, and the literal is what is being tested).
+pub const ORDER: &str = r#"{"user_id":1,"amount":42.50,"currency":"USD","tier":"gold"}"#;
+
+/// Where the gateway's calls go.
+pub enum Orders {
+    /// A [`FakeOrders`], answering `201 Created` until told otherwise.
+    Fake,
+    /// A port nothing listens on: every call fails to connect.
+    Down,
+}
+
+/// The gateway under test and the fake it calls.
+pub struct TestApp {
+    router: Router,
+    pub orders: FakeOrders,
+    /// Makes the OpenTelemetry subscriber current on this thread for as long as the app
+    /// lives. `#[tokio::test]` runs each test on a current-thread runtime, so the gateway, its
+    /// HTTP client and the fake all run on this thread, under this subscriber.
+    _telemetry: DefaultGuard,
+}
+
+impl TestApp {
+    /// The gateway with the default configuration and a fake order service.
+    pub async fn start() -> Self {
+        Self::start_with(Orders::Fake, &[]).await
+    }
+
+    /// The gateway calling `orders`, with extra configuration `vars`.
+    pub async fn start_with(orders: Orders, vars: &[(&str, &str)]) -> Self {
+        let telemetry = install_telemetry();
+        let fake = FakeOrders::start().await;
+        let url = match orders {
+            Orders::Fake => fake.url(),
+            Orders::Down => closed_port_url().await,
+        };
+        let mut pairs = vec![("ORDER_SERVICE_URL", url.as_str())];
+        pairs.extend_from_slice(vars);
+        let config =
+            Config::from_vars(&Vars::from_pairs(pairs)).expect("the test configuration is valid");
+        let router = gateway::router(AppState::new(&config), &config);
+        TestApp {
+            router,
+            orders: fake,
+            _telemetry: telemetry,
+        }
+    }
+
+    /// `POST /api/orders` with a JSON body given byte for byte.
+    pub async fn post_order(&self, body: &str) -> TestResponse {
+        self.post_order_with(&[], body).await
+    }
+
+    /// `POST /api/orders` with a JSON body and extra headers.
+    pub async fn post_order_with(&self, headers: &[(&str, &str)], body: &str) -> TestResponse {
+        let mut all = vec![(header::CONTENT_TYPE.as_str(), "application/json")];
+        all.extend_from_slice(headers);
+        self.send(Method::POST, "/api/orders", &all, body.to_owned())
+            .await
+    }
+
+    pub async fn get(&self, path: &str) -> TestResponse {
+        self.send(Method::GET, path, &[], String::new()).await
+    }
+
+    /// Any request; the path is sent exactly as given.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: String,
+    ) -> TestResponse {
+        let mut request = Request::builder().method(method).uri(path);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Body::from(body)).expect("a valid request");
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("the router is infallible");
+        TestResponse::read(response).await
+    }
+}
+
+/// The W3C propagators and a tracing subscriber with the OpenTelemetry layer, current on this
+/// thread until the guard is dropped. The SDK provider has no exporter: the spans exist (so
+/// trace context and baggage are real) and are dropped when they end.
+fn install_telemetry() -> DefaultGuard {
+    opentelemetry::global::set_text_map_propagator(common::telemetry::propagator());
+    let tracer = SdkTracerProvider::builder().build().tracer("gateway-tests");
+    tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .set_default()
+}
+
+/// The URL of a local port nothing listens on: bound, then released.
+async fn closed_port_url() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding a free port");
+    let addr = listener.local_addr().expect("a bound address");
+    drop(listener);
+    format!("http://{addr}")
+}
+
+/// What the fake order service answers to every request.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    status: StatusCode,
+    content_type: &'static str,
+    body: String,
+    headers: Vec<(&'static str, &'static str)>,
+    delay: Duration,
+}
+
+impl Reply {
+    /// `status` with `body` as JSON.
+    pub fn json(status: StatusCode, body: Value) -> Self {
+        Self::raw(status, "application/json", body.to_string())
+    }
+
+    /// `status` with `body` byte for byte.
+    pub fn raw(status: StatusCode, content_type: &'static str, body: impl Into<String>) -> Self {
+        Reply {
+            status,
+            content_type,
+            body: body.into(),
+            headers: Vec::new(),
+            delay: Duration::ZERO,
+        }
+    }
+
+    /// The order service's answer to a created order: [`FAKE_ORDER_ID`], confirmed.
+    pub fn created() -> Self {
+        Self::json(
+            StatusCode::CREATED,
+            json!({"order_id": FAKE_ORDER_ID, "status": "confirmed", "trace_id": FAKE_TRACE_ID}),
+        )
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: &'static str) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// Waits `delay` before answering.
+    pub fn after(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+}
+
+/// A request as the fake order service received it.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub method: Method,
+    /// The request target as it arrived, percent-encoding and all.
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The body as text.
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The `baggage` entries, from every `baggage` header, keys to values (properties
+    /// dropped). Enough W3C Baggage parsing for values the gateway writes.
+    pub fn baggage(&self) -> BTreeMap<String, String> {
+        self.headers
+            .get_all("baggage")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|member| {
+                let member = member.split(';').next()?;
+                let (key, value) = member.split_once('=')?;
+                Some((key.trim().to_owned(), value.trim().to_owned()))
+            })
+            .collect()
+    }
+
+    /// The trace id of the `traceparent` header; fails the test unless the header is a
+    /// version-00 traceparent: `00-{32 hex}-{16 hex}-{2 hex}`.
+    pub fn traceparent_trace_id(&self) -> String {
+        let value = self
+            .header("traceparent")
+            .unwrap_or_else(|| panic!("a traceparent header in {:?}", self.headers));
+        let parts: Vec<&str> = value.split('-').collect();
+        let hex = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        assert!(
+            parts.len() == 4
+                && parts[0] == "00"
+                && parts[1].len() == 32
+                && parts[2].len() == 16
+                && parts[3].len() == 2
+                && parts.iter().all(|p| hex(p))
+                && parts[1] != "0".repeat(32),
+            "a well-formed traceparent: {value}"
+        );
+        parts[1].to_owned()
+    }
+}
+
+/// A stand-in for the order service: records each request and answers it with the current
+/// [`Reply`]. Serves on its own task until the test's runtime ends.
+pub struct FakeOrders {
+    addr: SocketAddr,
+    state: Arc<FakeState>,
+}
+
+struct FakeState {
+    received: Mutex<Vec<Received>>,
+    reply: Mutex<Reply>,
+}
+
+impl FakeOrders {
+    async fn start() -> Self {
+        let state = Arc::new(FakeState {
+            received: Mutex::new(Vec::new()),
+            reply: Mutex::new(Reply::created()),
+        });
+        // One handler for every path, so a request that escapes `/orders/...` is recorded
+        // with the path it reached rather than lost in a 404.
+        let router = Router::new().fallback(fake).with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding the fake order service");
+        let addr = listener.local_addr().expect("a bound address");
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        FakeOrders { addr, state }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// How every later request is answered.
+    pub fn reply_with(&self, reply: Reply) {
+        *self.state.reply.lock().expect("the fake's lock") = reply;
+    }
+
+    /// How many requests arrived.
+    pub fn calls(&self) -> usize {
+        self.state.received.lock().expect("the fake's lock").len()
+    }
+
+    /// The one request that arrived; fails the test unless exactly one did.
+    pub fn only_request(&self) -> Received {
+        let received = self.state.received.lock().expect("the fake's lock");
+        assert_eq!(
+            received.len(),
+            1,
+            "the order service should be called exactly once: {received:?}"
+        );
+        received[0].clone()
+    }
+
+    /// The latest request; fails the test if none arrived.
+    pub fn last_request(&self) -> Received {
+        self.state
+            .received
+            .lock()
+            .expect("the fake's lock")
+            .last()
+            .cloned()
+            .expect("the order service should have been called")
+    }
+}
+
+async fn fake(State(state): State<Arc<FakeState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned());
+    state
+        .received
+        .lock()
+        .expect("the fake's lock")
+        .push(Received {
+            method: parts.method,
+            path,
+            headers: parts.headers,
+            body,
+        });
+    let reply = state.reply.lock().expect("the fake's lock").clone();
+    tokio::time::sleep(reply.delay).await;
+    let mut response = (reply.status, reply.body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(reply.content_type),
+    );
+    for (name, value) in reply.headers {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// A response, read to the end.
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    /// The raw body, for failure messages and for byte-level assertions.
+    pub body: String,
+    /// The body parsed as JSON, or `Null` when it is not JSON.
+    pub json: Value,
+}
+
+impl TestResponse {
+    async fn read(response: Response) -> Self {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("reading the response body");
+        TestResponse {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+            json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// `trace_id` of the body.
+    pub fn trace_id(&self) -> &str {
+        self.json["trace_id"].as_str().unwrap_or_default()
+    }
+
+    /// `error.code` of the project's error body.
+    pub fn error_code(&self) -> &str {
+        self.json["error"]["code"].as_str().unwrap_or_default()
+    }
+
+    /// `error.message` of the project's error body.
+    pub fn error_message(&self) -> &str {
+        self.json["error"]["message"].as_str().unwrap_or_default()
+    }
+
+    /// Fails the test unless this is the project's JSON error body with `status` and `code`,
+    /// and a trace id of the gateway's own.
+    pub fn assert_error(&self, status: StatusCode, code: &str, context: &str) {
+        assert_eq!(self.status, status, "{context}: {}", self.body);
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/json"),
+            "{context}: an error body is JSON"
+        );
+        assert_eq!(self.error_code(), code, "{context}: {}", self.body);
+        assert!(
+            !self.error_message().is_empty(),
+            "{context}: an error body explains itself: {}",
+            self.body
+        );
+        assert!(
+            is_trace_id(self.trace_id()) && self.trace_id() != FAKE_TRACE_ID,
+            "{context}: the body carries the gateway's trace id: {}",
+            self.body
+        );
+    }
+}
+
+/// Whether `s` is a W3C trace id: 32 lowercase hex digits, not all zero.
+pub fn is_trace_id(s: &str) -> bool {
+    s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && s.bytes().any(|b| b != b'0')
+}

@@ -1,0 +1,368 @@
+//! The order service's test harness: the real router over a fresh Postgres database, and a
+//! fake payment service on a local port.
+//!
+//! `#[sqlx::test]` creates a database per test and runs the migrations; [`TestApp::start`]
+//! builds the service's router on it, the way `main` does but without environment variables,
+//! and points `PAYMENT_SERVICE_URL` at a [`FakePayments`]: a small axum server on
+//! 127.0.0.1:0 that counts the charges it receives and answers whatever the test told it to.
+//! The router itself is called with `tower::ServiceExt::oneshot`.
+//!
+//! A tracing subscriber with the OpenTelemetry layer is installed for the test's thread, as
+//! `main` does through `common::telemetry::init`, so responses carry a real trace id.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{
+    Json, Router,
+    body::{Body, Bytes},
+    extract::State,
+    http::{HeaderMap, Method, Request, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::post,
+};
+use common::{
+    config::Vars,
+    db::{Database, PoolSettings},
+};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use order_service::{AppState, Config};
+use serde_json::{Value, json};
+use sqlx::postgres::PgConnectOptions;
+use tower::ServiceExt as _;
+use tracing::subscriber::DefaultGuard;
+use tracing_subscriber::{layer::SubscriberExt as _, util::SubscriberInitExt as _};
+use uuid::Uuid;
+
+/// Where the order service's payment calls go.
+pub enum Payments {
+    /// A [`FakePayments`] answering every charge with a success.
+    Fake,
+    /// A port nothing listens on: every call fails to connect.
+    Down,
+}
+
+/// The service under test, the fake it calls, and a way to look at its table.
+pub struct TestApp {
+    router: Router,
+    /// The service's own pool, also used by the assertions. Created by [`TestApp::start`];
+    /// closed by [`TestApp::close`] so that sqlx can drop the test database afterwards (a
+    /// database with open connections cannot be dropped).
+    db: Database,
+    pub payments: FakePayments,
+    /// Makes the OpenTelemetry subscriber current on this thread for as long as the app
+    /// lives. `#[sqlx::test]` runs each test on a current-thread runtime, so the router, the
+    /// fake and the HTTP client all run on this thread, under this subscriber.
+    _telemetry: DefaultGuard,
+}
+
+/// A row of `orders`, as the assertions read it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct OrderRecord {
+    pub user_id: i64,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub status: String,
+    pub trace_id: String,
+}
+
+impl TestApp {
+    /// The service with a fake payment service that charges every order.
+    pub async fn start(options: PgConnectOptions) -> Self {
+        Self::start_with(options, Payments::Fake, &[]).await
+    }
+
+    /// The service with `payments` and extra configuration `vars`.
+    pub async fn start_with(
+        options: PgConnectOptions,
+        payments: Payments,
+        vars: &[(&str, &str)],
+    ) -> Self {
+        let telemetry = install_telemetry();
+        let fake = FakePayments::start().await;
+        let payment_url = match payments {
+            Payments::Fake => fake.url(),
+            Payments::Down => closed_port_url().await,
+        };
+        let mut pairs = vec![
+            // Required by the config, but replaced below: the test database has a generated
+            // name that only `options` knows.
+            ("DATABASE_URL", "postgres://placeholder/placeholder"),
+            ("PAYMENT_SERVICE_URL", payment_url.as_str()),
+        ];
+        pairs.extend_from_slice(vars);
+        let mut config =
+            Config::from_vars(&Vars::from_pairs(pairs)).expect("the test configuration is valid");
+        config.database = options;
+        let db = Database::connect_lazy(config.database.clone(), PoolSettings::default());
+        let router = order_service::router(AppState::new(&config, db.clone()), &config);
+        TestApp {
+            router,
+            db,
+            payments: fake,
+            _telemetry: telemetry,
+        }
+    }
+
+    /// `POST /orders` with a JSON body given byte for byte (so `42.50` is sent as written:
+    /// `serde_json::json!` would turn it into the float `42.5`).
+    pub async fn post_order(&self, body: &str) -> TestResponse {
+        self.post_order_with_key(None, body).await
+    }
+
+    /// [`post_order`](Self::post_order) with, if given, an `Idempotency-Key`.
+    pub async fn post_order_with_key(&self, key: Option<&str>, body: &str) -> TestResponse {
+        let mut headers = vec![(header::CONTENT_TYPE.as_str(), "application/json")];
+        if let Some(key) = key {
+            headers.push(("idempotency-key", key));
+        }
+        self.send(Method::POST, "/orders", &headers, body.to_owned())
+            .await
+    }
+
+    pub async fn get(&self, path: &str) -> TestResponse {
+        self.send(Method::GET, path, &[], String::new()).await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: String,
+    ) -> TestResponse {
+        let mut request = Request::builder().method(method).uri(path);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Body::from(body)).expect("a valid request");
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("the router is infallible");
+        TestResponse::read(response).await
+    }
+
+    /// The row of order `id`; fails the test if there is none.
+    pub async fn order(&self, id: Uuid) -> OrderRecord {
+        sqlx::query_as(
+            "SELECT user_id, amount_minor, currency, status, trace_id FROM orders WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.db.pool())
+        .await
+        .expect("reading the order")
+        .unwrap_or_else(|| panic!("order {id} should be in the table"))
+    }
+
+    /// How many rows `orders` has in all.
+    pub async fn order_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM orders")
+            .fetch_one(self.db.pool())
+            .await
+            .expect("counting orders")
+    }
+
+    /// Closes the pool; see the field's comment.
+    pub async fn close(self) {
+        self.db.pool().close().await;
+    }
+}
+
+/// The order most tests place: user 1, 42.50 USD.
+pub const ORDER: &str = r#"{"user_id":1,"amount":42.50,"currency":"USD"}"#;
+
+/// The W3C propagators and a tracing subscriber with the OpenTelemetry layer, current on this
+/// thread until the guard is dropped. The SDK provider has no exporter: the spans exist (so
+/// trace ids are real) and are dropped when they end.
+fn install_telemetry() -> DefaultGuard {
+    opentelemetry::global::set_text_map_propagator(common::telemetry::propagator());
+    let tracer = SdkTracerProvider::builder()
+        .build()
+        .tracer("order-service-tests");
+    tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .set_default()
+}
+
+/// The URL of a local port nothing listens on: bound, then released.
+async fn closed_port_url() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding a free port");
+    let addr = listener.local_addr().expect("a bound address");
+    drop(listener);
+    format!("http://{addr}")
+}
+
+/// How the fake payment service answers `POST /charge`.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    /// 200 with a `ChargeResponse`, as the real service answers a successful charge.
+    Charge,
+    /// `status` with `body` as JSON.
+    Json(StatusCode, Value),
+    /// Waits `delay`, then answers like [`Reply::Charge`].
+    Slow(Duration),
+}
+
+/// A stand-in for the payment service: counts and records the charges it receives and
+/// answers each with the current [`Reply`]. Serves on its own task until the test's runtime
+/// ends.
+pub struct FakePayments {
+    addr: SocketAddr,
+    state: Arc<FakeState>,
+}
+
+struct FakeState {
+    calls: AtomicUsize,
+    received: Mutex<Vec<Value>>,
+    reply: Mutex<Reply>,
+}
+
+impl FakePayments {
+    async fn start() -> Self {
+        let state = Arc::new(FakeState {
+            calls: AtomicUsize::new(0),
+            received: Mutex::new(Vec::new()),
+            reply: Mutex::new(Reply::Charge),
+        });
+        let router = Router::new()
+            .route("/charge", post(fake_charge))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding the fake payment service");
+        let addr = listener.local_addr().expect("a bound address");
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        FakePayments { addr, state }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// How every later charge is answered.
+    pub fn reply_with(&self, reply: Reply) {
+        *self.state.reply.lock().expect("the fake's lock") = reply;
+    }
+
+    /// How many charges arrived (including ones the fake answered with an error).
+    pub fn calls(&self) -> usize {
+        self.state.calls.load(Ordering::SeqCst)
+    }
+
+    /// The bodies of the charges received, in order.
+    pub fn received(&self) -> Vec<Value> {
+        self.state.received.lock().expect("the fake's lock").clone()
+    }
+}
+
+async fn fake_charge(State(state): State<Arc<FakeState>>, body: Bytes) -> Response {
+    state.calls.fetch_add(1, Ordering::SeqCst);
+    let charge: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    state
+        .received
+        .lock()
+        .expect("the fake's lock")
+        .push(charge.clone());
+    let reply = state.reply.lock().expect("the fake's lock").clone();
+    let charged = || {
+        Json(json!({
+            "payment_id": Uuid::now_v7(),
+            "status": "succeeded",
+            "charge_id": format!("ch_fake_{}", charge["order_id"].as_str().unwrap_or("?")),
+        }))
+        .into_response()
+    };
+    match reply {
+        Reply::Charge => charged(),
+        Reply::Json(status, body) => (status, Json(body)).into_response(),
+        Reply::Slow(delay) => {
+            tokio::time::sleep(delay).await;
+            charged()
+        }
+    }
+}
+
+/// A response, read to the end.
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    /// The raw body, for failure messages and for byte-level assertions.
+    pub body: String,
+    /// The body parsed as JSON, or `Null` when it is not JSON.
+    pub json: Value,
+}
+
+impl TestResponse {
+    async fn read(response: Response) -> Self {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("reading the response body");
+        TestResponse {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+            json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// `order_id` of the body, as a UUID; fails the test if it is missing.
+    pub fn order_id(&self) -> Uuid {
+        self.json["order_id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .unwrap_or_else(|| panic!("an order_id in {}", self.body))
+    }
+
+    /// `error.code` of the project's error body.
+    pub fn error_code(&self) -> &str {
+        self.json["error"]["code"].as_str().unwrap_or_default()
+    }
+
+    /// `error.message` of the project's error body.
+    pub fn error_message(&self) -> &str {
+        self.json["error"]["message"].as_str().unwrap_or_default()
+    }
+
+    /// Fails the test unless this is the project's JSON error body with `status` and `code`.
+    pub fn assert_error(&self, status: StatusCode, code: &str, context: &str) {
+        assert_eq!(self.status, status, "{context}: {}", self.body);
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/json"),
+            "{context}: an error body is JSON"
+        );
+        assert_eq!(self.error_code(), code, "{context}: {}", self.body);
+        assert!(
+            !self.error_message().is_empty(),
+            "{context}: an error body explains itself: {}",
+            self.body
+        );
+    }
+}
+
+/// Whether `s` is a W3C trace id: 32 lowercase hex digits, not all zero.
+pub fn is_trace_id(s: &str) -> bool {
+    s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && s.bytes().any(|b| b != b'0')
+}

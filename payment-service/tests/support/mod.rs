@@ -1,0 +1,214 @@
+//! The payment service's test harness: the real router over a fresh Postgres database.
+//!
+//! `#[sqlx::test]` creates a database per test and runs the migrations (which seed users 1 to
+//! 5); [`TestApp::new`] builds the service's router on it, the way `main` does but without
+//! environment variables, and with the simulated processor's latency at zero so the tests
+//! stay fast. Requests go through `tower::ServiceExt::oneshot`: no socket is needed, and
+//! concurrent requests still meet in Postgres, which is where idempotency is enforced.
+
+use axum::{
+    Router,
+    body::Body,
+    http::{Method, Request, StatusCode, header},
+};
+use common::{
+    config::Vars,
+    db::{Database, PoolSettings},
+};
+use payment_service::{AppState, Config};
+use serde_json::Value;
+use sqlx::postgres::PgConnectOptions;
+use tower::ServiceExt as _;
+use uuid::Uuid;
+
+/// The service under test, and a way to look at its tables.
+pub struct TestApp {
+    router: Router,
+    /// The service's own pool, also used by the assertions. Created by [`TestApp::new`];
+    /// closed by [`TestApp::close`] so that sqlx can drop the test database afterwards (a
+    /// database with open connections cannot be dropped).
+    db: Database,
+}
+
+/// A row of `payments`, as the assertions read it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Payment {
+    pub id: Uuid,
+    pub user_id: i64,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub status: String,
+    pub processor_charge_id: Option<String>,
+    pub decline_reason: Option<String>,
+}
+
+impl TestApp {
+    /// The router on the test database that `options` points at.
+    pub fn new(options: PgConnectOptions) -> Self {
+        let mut config = Config::from_vars(&Vars::from_pairs([
+            // Required by the config, but replaced below: the test database has a generated
+            // name that only `options` knows.
+            ("DATABASE_URL", "postgres://placeholder/placeholder"),
+            ("PROCESSOR_LATENCY_MS", "0"),
+        ]))
+        .expect("the test configuration is valid");
+        config.database = options;
+        let db = Database::connect_lazy(
+            config.database.clone(),
+            PoolSettings {
+                // Enough for the concurrency test's five simultaneous charges.
+                max_connections: 8,
+                ..PoolSettings::default()
+            },
+        );
+        let router = payment_service::router(AppState::new(&config, db.clone()), &config);
+        TestApp { router, db }
+    }
+
+    /// `POST /charge` with a JSON body.
+    pub async fn charge(&self, body: &Value) -> TestResponse {
+        self.send(
+            Method::POST,
+            "/charge",
+            Some("application/json"),
+            body.to_string(),
+        )
+        .await
+    }
+
+    /// `POST /charge` with a body given byte for byte, and any content type.
+    pub async fn charge_raw(&self, content_type: &str, body: &str) -> TestResponse {
+        self.send(Method::POST, "/charge", Some(content_type), body.to_owned())
+            .await
+    }
+
+    pub async fn get(&self, path: &str) -> TestResponse {
+        self.send(Method::GET, path, None, String::new()).await
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: String,
+    ) -> TestResponse {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(content_type) = content_type {
+            request = request.header(header::CONTENT_TYPE, content_type);
+        }
+        let request = request.body(Body::from(body)).expect("a valid request");
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("the router is infallible");
+        TestResponse::read(response).await
+    }
+
+    /// Every payment recorded for `order_id` (the schema allows at most one).
+    pub async fn payments_for(&self, order_id: Uuid) -> Vec<Payment> {
+        sqlx::query_as(
+            "SELECT id, user_id, amount_minor, currency, status, processor_charge_id, decline_reason \
+             FROM payments WHERE order_id = $1",
+        )
+        .bind(order_id)
+        .fetch_all(self.db.pool())
+        .await
+        .expect("reading payments")
+    }
+
+    /// The one payment recorded for `order_id`; fails the test unless there is exactly one.
+    pub async fn only_payment_for(&self, order_id: Uuid) -> Payment {
+        let mut payments = self.payments_for(order_id).await;
+        assert_eq!(
+            payments.len(),
+            1,
+            "order {order_id} should have exactly one payment: {payments:?}"
+        );
+        payments.remove(0)
+    }
+
+    /// How many rows `payments` has in all.
+    pub async fn payment_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM payments")
+            .fetch_one(self.db.pool())
+            .await
+            .expect("counting payments")
+    }
+
+    /// Closes the pool; see the field's comment.
+    pub async fn close(self) {
+        self.db.pool().close().await;
+    }
+}
+
+/// A charge request for a seeded user, as the order service would send it.
+pub fn charge_body(order_id: Uuid, user_id: i64, amount_minor: i64) -> Value {
+    serde_json::json!({
+        "order_id": order_id,
+        "user_id": user_id,
+        "amount_minor": amount_minor,
+        "currency": "USD",
+    })
+}
+
+/// A response, read to the end.
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub content_type: Option<String>,
+    /// The raw body, for failure messages and for byte-level assertions.
+    pub body: String,
+    /// The body parsed as JSON, or `Null` when it is not JSON.
+    pub json: Value,
+}
+
+impl TestResponse {
+    async fn read(response: axum::response::Response) -> Self {
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("reading the response body");
+        let body = String::from_utf8_lossy(&bytes).into_owned();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        TestResponse {
+            status,
+            content_type,
+            body,
+            json,
+        }
+    }
+
+    /// `error.code` of the project's error body.
+    pub fn error_code(&self) -> &str {
+        self.json["error"]["code"].as_str().unwrap_or_default()
+    }
+
+    /// `error.message` of the project's error body.
+    pub fn error_message(&self) -> &str {
+        self.json["error"]["message"].as_str().unwrap_or_default()
+    }
+
+    /// Fails the test unless this is the project's JSON error body with `status` and `code`.
+    pub fn assert_error(&self, status: StatusCode, code: &str, context: &str) {
+        assert_eq!(self.status, status, "{context}: {}", self.body);
+        assert_eq!(
+            self.content_type.as_deref(),
+            Some("application/json"),
+            "{context}: an error body is JSON"
+        );
+        assert_eq!(self.error_code(), code, "{context}: {}", self.body);
+        assert!(
+            !self.error_message().is_empty(),
+            "{context}: an error body explains itself: {}",
+            self.body
+        );
+    }
+}
