@@ -31,7 +31,10 @@ use sqlx::{
 };
 use tracing::{Instrument, field::Empty};
 
-use crate::telemetry::{Failure, record_failure};
+use crate::{
+    config::{ConfigError, Vars},
+    telemetry::{Failure, record_failure},
+};
 
 /// The schema, embedded from `migrations/` at build time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
@@ -79,13 +82,17 @@ pub struct Database {
     target: Arc<Target>,
 }
 
-/// Pool sizing and timeouts.
-#[derive(Clone, Copy, Debug)]
+/// Pool sizing and timeouts: no query waits forever, for a connection or for a lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PoolSettings {
+    /// `DATABASE_MAX_CONNECTIONS`.
     pub max_connections: u32,
-    /// How long a query waits for a free connection before it fails (the service then
-    /// answers 503 instead of queueing forever).
+    /// `DATABASE_ACQUIRE_TIMEOUT_MS`: how long a query waits for a free connection before it
+    /// fails (the service then answers 503 instead of queueing forever).
     pub acquire_timeout: Duration,
+    /// `DATABASE_STATEMENT_TIMEOUT_MS`: Postgres cancels a statement that runs longer
+    /// (SQLSTATE 57014), a blocked lock included; the service answers 503.
+    pub statement_timeout: Duration,
 }
 
 impl Default for PoolSettings {
@@ -93,7 +100,21 @@ impl Default for PoolSettings {
         PoolSettings {
             max_connections: 10,
             acquire_timeout: Duration::from_secs(3),
+            statement_timeout: Duration::from_secs(5),
         }
+    }
+}
+
+impl PoolSettings {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let default = PoolSettings::default();
+        Ok(PoolSettings {
+            max_connections: vars.or("DATABASE_MAX_CONNECTIONS", default.max_connections)?,
+            acquire_timeout: vars
+                .millis_or("DATABASE_ACQUIRE_TIMEOUT_MS", default.acquire_timeout)?,
+            statement_timeout: vars
+                .millis_or("DATABASE_STATEMENT_TIMEOUT_MS", default.statement_timeout)?,
+        })
     }
 }
 
@@ -109,6 +130,10 @@ impl Database {
             address: options.get_host().to_owned(),
             port: options.get_port(),
         };
+        let options = options.options([(
+            "statement_timeout",
+            format!("{}ms", settings.statement_timeout.as_millis()),
+        )]);
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
@@ -149,10 +174,14 @@ impl Database {
         }
     }
 
-    /// Whether the database answers, for `/readyz`. Not a traced statement: probes are not
-    /// traced.
-    pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(drop)
+    /// Whether the database answers within a second, for `/readyz`. Not a traced statement:
+    /// probes are not traced.
+    pub async fn ping(&self) -> bool {
+        let ping = sqlx::query("SELECT 1").execute(&self.pool);
+        matches!(
+            tokio::time::timeout(Duration::from_secs(1), ping).await,
+            Ok(Ok(_))
+        )
     }
 
     /// Runs a statement that returns exactly one row.
@@ -276,14 +305,20 @@ fn error_kind(error: &sqlx::Error) -> &'static str {
     }
 }
 
-/// Whether an error means the database is unreachable or overloaded (answer 503 and let the
-/// caller retry) rather than a bug or a constraint (which a retry would not fix).
+/// Whether an error means the database is unreachable, overloaded or briefly in the way
+/// (answer 503 and let the caller retry) rather than a bug or a constraint (which a retry
+/// would not fix).
 pub fn is_unavailable(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
         sqlx::Error::Database(e) => e.code().is_some_and(|code| {
-            // Class 08: connection exception; 57P0x: the server is shutting down or starting.
-            code.starts_with("08") || code.starts_with("57P")
+            // 08: connection exceptions; 53: insufficient resources (too many connections);
+            // 57: operator intervention (statement timeout 57014, shutdown 57P01..57P03);
+            // 40001/40P01: serialization failure and deadlock; 55P03: lock not available.
+            ["08", "53", "57"]
+                .iter()
+                .any(|class| code.starts_with(class))
+                || matches!(&*code, "40001" | "40P01" | "55P03")
         }),
         _ => false,
     }

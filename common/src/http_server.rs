@@ -286,6 +286,24 @@ pub async fn trace_requests(
     response
 }
 
+/// Runs `work` to completion even if the caller goes away.
+///
+/// hyper drops a request's future when its connection closes, and a caller that times out
+/// closes it. For work with effects outside the process (a charge, a row), being dropped
+/// half-way leaves them half-done: a card charged and the order still `pending`. Spawned, the
+/// work finishes and records its outcome; only the answer is lost, and a retry with the same
+/// idempotency key finds the outcome. The work runs in the current span.
+pub async fn run_to_completion<T: Send + 'static>(
+    work: impl Future<Output = T> + Send + 'static,
+) -> T {
+    match tokio::spawn(work.instrument(tracing::Span::current())).await {
+        Ok(value) => value,
+        // A panic in the work is a panic in the handler (the server layer answers 500).
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(error) => panic!("the work was cancelled: {error}"),
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves, then waits for in-flight requests
 /// to finish (their spans end, and are queued for export, before this returns).
 pub async fn serve(

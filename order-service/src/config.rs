@@ -30,10 +30,7 @@ impl Config {
                 "DATABASE_URL",
                 "e.g. postgres://postgres@localhost:5432/orders",
             )?,
-            pool: PoolSettings {
-                max_connections: vars.or("DATABASE_MAX_CONNECTIONS", 10)?,
-                ..PoolSettings::default()
-            },
+            pool: PoolSettings::from_vars(vars)?,
             payment_service_url: vars
                 .service_url("PAYMENT_SERVICE_URL", "e.g. http://payment-service:8082")?,
             payment_timeout: vars.millis_or("PAYMENT_TIMEOUT_MS", Duration::from_millis(2000))?,

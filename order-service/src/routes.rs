@@ -17,6 +17,7 @@ use axum::{
 use common::{
     api::{ChargeRequest, CreateOrderRequest, OrderCreated, OrderStatus, OrderView},
     extract,
+    http_server::run_to_completion,
     telemetry::{current_trace_id, record_result},
 };
 use reqwest::Method;
@@ -42,16 +43,20 @@ pub async fn create_order(
     headers: HeaderMap,
     extract::Json(req): extract::Json<CreateOrderRequest>,
 ) -> Result<Response, OrderError> {
-    record_result(save_order(&app, &headers, &req).await)
+    let key = idempotency_key(&headers)?.map(str::to_owned);
+    // Once the order is being saved and charged, that finishes, and is recorded, even if the
+    // caller gives up: an order is never left charged but `pending`.
+    record_result(
+        run_to_completion(async move { save_order(&app, key.as_deref(), &req).await }).await,
+    )
 }
 
 async fn save_order(
     app: &AppState,
-    headers: &HeaderMap,
+    key: Option<&str>,
     req: &CreateOrderRequest,
 ) -> Result<Response, OrderError> {
     let span = Span::current();
-    let key = idempotency_key(headers)?;
     let mut order = validate_order(req)?;
     span.record("order_id", tracing::field::display(order.id));
 
@@ -212,7 +217,7 @@ pub async fn get_order(
 
 /// `GET /readyz`: the database and the payment service answer.
 pub async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
-    let database = app.store.database().ping().await.is_ok();
+    let database = app.store.database().ping().await;
     let payment = app
         .payments
         .service()

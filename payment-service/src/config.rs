@@ -44,10 +44,7 @@ impl Config {
                 "DATABASE_URL",
                 "e.g. postgres://postgres@localhost:5432/orders",
             )?,
-            pool: PoolSettings {
-                max_connections: vars.or("DATABASE_MAX_CONNECTIONS", 10)?,
-                ..PoolSettings::default()
-            },
+            pool: PoolSettings::from_vars(vars)?,
             processor: ProcessorSettings {
                 latency: vars.millis_or("PROCESSOR_LATENCY_MS", Duration::from_millis(150))?,
                 failure_rate,

@@ -15,6 +15,7 @@ use std::{
     sync::Mutex,
 };
 
+use common::telemetry::{Failure, record_failure};
 use tracing::field::Empty;
 use uuid::Uuid;
 
@@ -88,6 +89,15 @@ impl Processor {
             }
             ChargeOutcome::Declined(reason) => {
                 span.record("payment.decline_reason", reason.as_str());
+                // The processor said no: this is where the trace turns red.
+                record_failure(
+                    &span,
+                    &Failure {
+                        error_type: reason.as_str().to_owned(),
+                        exception_type: "processor decline".to_owned(),
+                        message: format!("the processor declined the charge: {reason}"),
+                    },
+                );
             }
         }
         outcome

@@ -277,13 +277,18 @@ impl Service {
 
     /// Sends SIGTERM and waits for the process to exit (a clean stop).
     pub async fn terminate(&mut self) -> ExitStatus {
+        self.send_sigterm();
+        self.wait_for_exit(PATIENCE).await
+    }
+
+    /// Sends SIGTERM, without waiting: the service starts its clean stop.
+    pub fn send_sigterm(&self) {
         let pid = self.child.id().to_string();
         let status = Command::new("kill")
             .args(["-TERM", &pid])
             .status()
             .expect("running kill");
         assert!(status.success(), "kill -TERM {pid} failed");
-        self.wait_for_exit(PATIENCE).await
     }
 
     /// Waits for the process to exit by itself.
@@ -321,9 +326,16 @@ impl Drop for Service {
 pub struct Options {
     /// Extra environment variables per service (override the harness's defaults).
     pub env: HashMap<Binary, Vec<(String, String)>>,
+    /// Connect the services to Postgres through a [`TcpProxy`] the test can cut.
+    pub database_proxy: bool,
 }
 
 impl Options {
+    pub fn with_database_proxy(mut self) -> Self {
+        self.database_proxy = true;
+        self
+    }
+
     pub fn env(mut self, binary: Binary, name: &str, value: &str) -> Self {
         self.env
             .entry(binary)
@@ -341,6 +353,8 @@ pub struct System {
     pub orders: Service,
     pub gateway: Service,
     pub http: reqwest::Client,
+    /// Between the services and Postgres, with [`Options::with_database_proxy`].
+    pub db_proxy: Option<TcpProxy>,
     options: Options,
 }
 
@@ -352,27 +366,27 @@ impl System {
     pub async fn start_with(options: Options) -> Self {
         let receiver = OtlpReceiver::start().await;
         let db = TestDatabase::create().await;
+        let db_proxy = match options.database_proxy {
+            true => Some(TcpProxy::start(db.server_address()).await),
+            false => None,
+        };
+        let wiring = Wiring {
+            receiver: &receiver,
+            database_url: database_url(&db, db_proxy.as_ref()),
+            options: &options,
+        };
         let payments = Service::start(
             Binary::PaymentService,
-            &env_for(Binary::PaymentService, &receiver, &db, None, &options),
+            &wiring.env(Binary::PaymentService, None),
         )
         .await;
         let orders = Service::start(
             Binary::OrderService,
-            &env_for(
-                Binary::OrderService,
-                &receiver,
-                &db,
-                Some(&payments),
-                &options,
-            ),
+            &wiring.env(Binary::OrderService, Some(&payments)),
         )
         .await;
-        let gateway = Service::start(
-            Binary::Gateway,
-            &env_for(Binary::Gateway, &receiver, &db, Some(&orders), &options),
-        )
-        .await;
+        let gateway =
+            Service::start(Binary::Gateway, &wiring.env(Binary::Gateway, Some(&orders))).await;
         System {
             receiver,
             db,
@@ -383,6 +397,7 @@ impl System {
                 .no_proxy()
                 .build()
                 .expect("a plain client"),
+            db_proxy,
             options,
         }
     }
@@ -390,13 +405,12 @@ impl System {
     /// Restarts the payment service (after `payments.kill()` or `terminate()`), on its old
     /// port, so the order service finds it where it was.
     pub async fn restart_payments(&mut self) {
-        let mut env = env_for(
-            Binary::PaymentService,
-            &self.receiver,
-            &self.db,
-            None,
-            &self.options,
-        );
+        let wiring = Wiring {
+            receiver: &self.receiver,
+            database_url: database_url(&self.db, self.db_proxy.as_ref()),
+            options: &self.options,
+        };
+        let mut env = wiring.env(Binary::PaymentService, None);
         env.insert(
             "LISTEN_ADDR".into(),
             format!("127.0.0.1:{}", self.payments.port()),
@@ -434,51 +448,65 @@ impl System {
     }
 }
 
-fn env_for(
-    binary: Binary,
-    receiver: &OtlpReceiver,
-    db: &TestDatabase,
-    downstream: Option<&Service>,
-    options: &Options,
-) -> HashMap<String, String> {
-    let mut env: HashMap<String, String> = HashMap::new();
-    let mut set = |k: &str, v: &str| {
-        env.insert(k.to_owned(), v.to_owned());
-    };
-    // The gateway exports over gRPC, the others over HTTP: every run exercises both.
-    if binary == Binary::Gateway {
-        set("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc");
-        set("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.grpc_endpoint());
-    } else {
-        set("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf");
-        set("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.http_endpoint());
-    }
-    // Export quickly, so tests do not wait the default five seconds for a batch.
-    set("OTEL_BSP_SCHEDULE_DELAY", "100");
-    set("RUST_LOG", "info");
-    set("RUST_BACKTRACE", "1");
-    match binary {
-        Binary::Gateway => set(
-            "ORDER_SERVICE_URL",
-            &downstream
-                .expect("the gateway calls the order service")
-                .url(),
-        ),
-        Binary::OrderService => {
-            set("DATABASE_URL", db.url());
+/// The database URL the services get: direct, or through the test's proxy.
+fn database_url(db: &TestDatabase, proxy: Option<&TcpProxy>) -> String {
+    proxy.map_or_else(|| db.url().to_owned(), |p| db.url_through(p))
+}
+
+/// What a service is connected to, as in compose.
+struct Wiring<'a> {
+    receiver: &'a OtlpReceiver,
+    database_url: String,
+    options: &'a Options,
+}
+
+impl Wiring<'_> {
+    fn env(&self, binary: Binary, downstream: Option<&Service>) -> HashMap<String, String> {
+        let mut env: HashMap<String, String> = HashMap::new();
+        let mut set = |k: &str, v: &str| {
+            env.insert(k.to_owned(), v.to_owned());
+        };
+        // The gateway exports over gRPC, the others over HTTP: every run exercises both.
+        if binary == Binary::Gateway {
+            set("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc");
             set(
-                "PAYMENT_SERVICE_URL",
-                &downstream
-                    .expect("the order service calls the payment service")
-                    .url(),
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                &self.receiver.grpc_endpoint(),
+            );
+        } else {
+            set("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf");
+            set(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                &self.receiver.http_endpoint(),
             );
         }
-        Binary::PaymentService => set("DATABASE_URL", db.url()),
+        // Export quickly, so tests do not wait the default five seconds for a batch.
+        set("OTEL_BSP_SCHEDULE_DELAY", "100");
+        set("RUST_LOG", "info");
+        set("RUST_BACKTRACE", "1");
+        match binary {
+            Binary::Gateway => set(
+                "ORDER_SERVICE_URL",
+                &downstream
+                    .expect("the gateway calls the order service")
+                    .url(),
+            ),
+            Binary::OrderService => {
+                set("DATABASE_URL", &self.database_url);
+                set(
+                    "PAYMENT_SERVICE_URL",
+                    &downstream
+                        .expect("the order service calls the payment service")
+                        .url(),
+                );
+            }
+            Binary::PaymentService => set("DATABASE_URL", &self.database_url),
+        }
+        for (k, v) in self.options.env.get(&binary).into_iter().flatten() {
+            env.insert(k.clone(), v.clone());
+        }
+        env
     }
-    for (k, v) in options.env.get(&binary).into_iter().flatten() {
-        env.insert(k.clone(), v.clone());
-    }
-    env
 }
 
 /// A response, read whole.
@@ -521,6 +549,47 @@ impl TestResponse {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_cut_proxy_refuses_connections_until_restored() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let upstream = echo.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = echo.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0; 4];
+                    while let Ok(n @ 1..) = socket.read(&mut buf).await {
+                        let _ = socket.write_all(&buf[..n]).await;
+                    }
+                });
+            }
+        });
+        let proxy = TcpProxy::start(upstream).await;
+        let roundtrip = || async {
+            let mut s = tokio::net::TcpStream::connect(proxy.address()).await.ok()?;
+            s.write_all(b"ping").await.ok()?;
+            let mut buf = [0; 4];
+            s.read_exact(&mut buf).await.ok()?;
+            Some(buf)
+        };
+        assert_eq!(roundtrip().await, Some(*b"ping"));
+        let mut open = tokio::net::TcpStream::connect(proxy.address())
+            .await
+            .unwrap();
+        open.write_all(b"ab").await.unwrap();
+        let mut two = [0; 2];
+        open.read_exact(&mut two).await.unwrap();
+        proxy.cut();
+        assert_eq!(roundtrip().await, None, "new connections are closed");
+        let mut rest = [0; 1];
+        assert!(
+            matches!(open.read(&mut rest).await, Ok(0) | Err(_)),
+            "the open connection is closed too"
+        );
+        proxy.restore();
+        assert_eq!(roundtrip().await, Some(*b"ping"));
+    }
+
     #[test]
     fn the_database_name_is_replaced_in_any_url_shape() {
         assert_eq!(
@@ -532,5 +601,105 @@ mod tests {
             replace_database("postgres://h/db?sslmode=disable", "x"),
             "postgres://h/x?sslmode=disable"
         );
+    }
+}
+
+/// A TCP proxy in front of something a service calls (Postgres, another service), which a test
+/// can cut: [`cut`](Self::cut) resets every open connection and refuses new ones until
+/// [`restore`](Self::restore). Dropped with the test.
+pub struct TcpProxy {
+    address: std::net::SocketAddr,
+    state: Arc<Mutex<ProxyState>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    cut: bool,
+    connections: Vec<tokio::task::AbortHandle>,
+}
+
+impl TcpProxy {
+    pub async fn start(upstream: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding the proxy");
+        let address = listener.local_addr().expect("the proxy's address");
+        let state = Arc::new(Mutex::new(ProxyState::default()));
+        let shared = state.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut state = shared.lock().expect("proxy lock");
+                if state.cut {
+                    // Dropping the socket at once: the client sees the connection closed.
+                    continue;
+                }
+                let pump = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                state.connections.retain(|c| !c.is_finished());
+                state.connections.push(pump.abort_handle());
+            }
+        });
+        TcpProxy {
+            address,
+            state,
+            accept,
+        }
+    }
+
+    /// `127.0.0.1:PORT`
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.address
+    }
+
+    /// Closes every connection through the proxy and refuses new ones.
+    pub fn cut(&self) {
+        let mut state = self.state.lock().expect("proxy lock");
+        state.cut = true;
+        for connection in state.connections.drain(..) {
+            connection.abort();
+        }
+    }
+
+    /// Lets connections through again.
+    pub fn restore(&self) {
+        self.state.lock().expect("proxy lock").cut = false;
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}
+
+impl TestDatabase {
+    /// This database's URL, reached through `proxy` instead of directly.
+    pub fn url_through(&self, proxy: &TcpProxy) -> String {
+        let (scheme, rest) = self.url.split_once("://").expect("a URL");
+        let (credentials, rest) = rest.rsplit_once('@').map_or(("", rest), |(c, r)| (c, r));
+        let path = &rest[rest.find('/').unwrap_or(rest.len())..];
+        let at = if credentials.is_empty() { "" } else { "@" };
+        format!("{scheme}://{credentials}{at}{}{path}", proxy.address())
+    }
+
+    /// The address of the database server.
+    pub fn server_address(&self) -> std::net::SocketAddr {
+        let rest = self.url.split_once("://").expect("a URL").1;
+        let host_port = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+        let host_port = &host_port[..host_port.find('/').unwrap_or(host_port.len())];
+        let (host, port) = host_port.rsplit_once(':').unwrap_or((host_port, "5432"));
+        let host = if host == "localhost" {
+            "127.0.0.1"
+        } else {
+            host
+        };
+        format!("{host}:{port}")
+            .parse()
+            .expect("an IP address and port")
     }
 }
