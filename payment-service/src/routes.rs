@@ -55,7 +55,20 @@ async fn charge_card(app: &AppState, req: ChargeRequest) -> Result<ChargeRespons
         None => {
             let outcome = decide(app, &charge, user.as_ref(), payment.id).await;
             app.store.settle(payment.id, &outcome).await?;
-            tracing::info!(payment.id = %payment.id, outcome = ?outcome, "charge settled");
+            match &outcome {
+                ChargeOutcome::Succeeded { charge_id } => tracing::info!(
+                    payment.id = %payment.id,
+                    payment.status = "succeeded",
+                    processor.charge_id = %charge_id,
+                    "charge settled"
+                ),
+                ChargeOutcome::Declined(reason) => tracing::info!(
+                    payment.id = %payment.id,
+                    payment.status = "declined",
+                    payment.decline_reason = %reason,
+                    "charge settled"
+                ),
+            }
             outcome
         }
     };

@@ -261,6 +261,19 @@ impl Service {
             .expect("host:port")
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory in KiB, from `/proc` (Linux).
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
     /// Every line the process has written so far, stdout and stderr.
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().expect("log lock").clone()

@@ -179,6 +179,9 @@ fn sources() -> Vec<(PathBuf, String)> {
 fn read_by_the_code() -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     for (_, text) in sources() {
+        // Without whitespace, so a call rustfmt split over lines (`vars\n    .or(`) is found
+        // too; variable names have no spaces to lose.
+        let text: String = text.chars().filter(|c| !c.is_whitespace()).collect();
         for (i, _) in text.match_indices("vars.") {
             let rest = &text[i + 5..];
             let Some(open) = rest.find('(') else { continue };
