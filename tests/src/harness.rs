@@ -27,6 +27,7 @@ use serde_json::Value;
 use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::otlp::OtlpReceiver;
+pub use crate::response::TestResponse;
 
 /// How long a test waits for something that should happen promptly (spans to arrive, a
 /// service to start). Generous: CI machines are slow and busy.
@@ -447,7 +448,7 @@ impl System {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        TestResponse::read(request.send().await.expect("the gateway answers")).await
+        TestResponse::from_reqwest(request.send().await.expect("the gateway answers")).await
     }
 
     pub async fn get(&self, path: &str) -> TestResponse {
@@ -457,7 +458,7 @@ impl System {
             .send()
             .await
             .expect("the gateway answers");
-        TestResponse::read(response).await
+        TestResponse::from_reqwest(response).await
     }
 }
 
@@ -519,42 +520,6 @@ impl Wiring<'_> {
             env.insert(k.clone(), v.clone());
         }
         env
-    }
-}
-
-/// A response, read whole.
-#[derive(Debug)]
-pub struct TestResponse {
-    pub status: u16,
-    pub headers: reqwest::header::HeaderMap,
-    pub body: String,
-    /// The body as JSON (`Null` if it is not JSON).
-    pub json: Value,
-}
-
-impl TestResponse {
-    async fn read(response: reqwest::Response) -> Self {
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = response.text().await.expect("a readable body");
-        let json = serde_json::from_str(&body).unwrap_or(Value::Null);
-        TestResponse {
-            status,
-            headers,
-            body,
-            json,
-        }
-    }
-
-    /// The `trace_id` of the body, which every answer of the gateway has.
-    pub fn trace_id(&self) -> &str {
-        self.json["trace_id"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no trace_id in {} {}", self.status, self.body))
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 }
 

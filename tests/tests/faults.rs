@@ -865,7 +865,7 @@ async fn a_concurrent_run_with_a_crash_loses_and_doubles_nothing() {
     }
 
     let statuses: HashMap<u16, usize> = results.iter().fold(HashMap::new(), |mut m, (_, _, r)| {
-        *m.entry(r.status).or_default() += 1;
+        *m.entry(r.status.as_u16()).or_default() += 1;
         m
     });
     println!("statuses: {statuses:?}");
@@ -874,7 +874,7 @@ async fn a_concurrent_run_with_a_crash_loses_and_doubles_nothing() {
     assert!(
         results
             .iter()
-            .all(|(_, _, r)| [201, 402, 503].contains(&r.status)),
+            .all(|(_, _, r)| [201, 402, 503].contains(&r.status.as_u16())),
         "{statuses:?}"
     );
     assert!(
@@ -885,7 +885,7 @@ async fn a_concurrent_run_with_a_crash_loses_and_doubles_nothing() {
     let mut by_key: HashMap<&str, HashSet<&str>> = HashMap::new();
     for (_, key, response) in &results {
         let order_id = response.json["order_id"].as_str();
-        match response.status {
+        match response.status.as_u16() {
             201 => {
                 let id = order_id.expect("a created order has an id");
                 assert_eq!(

@@ -11,6 +11,7 @@
 //! OpenTelemetry layer and the W3C propagators is installed, as `common::telemetry::init`
 //! does in `main`: without it the gateway has no span context to send.
 
+pub use e2e::response::{TestResponse, is_trace_id};
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
@@ -27,12 +28,9 @@ use axum::{
 };
 use common::config::Vars;
 use gateway::{AppState, Config};
-use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 use tracing::subscriber::DefaultGuard;
-use tracing_subscriber::{layer::SubscriberExt as _, util::SubscriberInitExt as _};
 
 /// The order id the fake order service gives every order it creates.
 pub const FAKE_ORDER_ID: &str = "01936b2e-7c3a-7def-8123-456789abcdef";
@@ -71,7 +69,7 @@ impl TestApp {
 
     /// The gateway calling `orders`, with extra configuration `vars`.
     pub async fn start_with(orders: Orders, vars: &[(&str, &str)]) -> Self {
-        let telemetry = install_telemetry();
+        let telemetry = e2e::telemetry::install();
         let fake = FakeOrders::start().await;
         let url = match orders {
             Orders::Fake => fake.url(),
@@ -125,19 +123,8 @@ impl TestApp {
             .oneshot(request)
             .await
             .expect("the router is infallible");
-        TestResponse::read(response).await
+        TestResponse::from_axum(response).await
     }
-}
-
-/// The W3C propagators and a tracing subscriber with the OpenTelemetry layer, current on this
-/// thread until the guard is dropped. The SDK provider has no exporter: the spans exist (so
-/// trace context and baggage are real) and are dropped when they end.
-fn install_telemetry() -> DefaultGuard {
-    opentelemetry::global::set_text_map_propagator(common::telemetry::propagator());
-    let tracer = SdkTracerProvider::builder().build().tracer("gateway-tests");
-    tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(tracer))
-        .set_default()
 }
 
 /// The URL of a local port nothing listens on: bound, then released.
@@ -355,80 +342,4 @@ async fn fake(State(state): State<Arc<FakeState>>, request: Request) -> Response
         headers.insert(name, HeaderValue::from_static(value));
     }
     response
-}
-
-/// A response, read to the end.
-#[derive(Debug)]
-pub struct TestResponse {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    /// The raw body, for failure messages and for byte-level assertions.
-    pub body: String,
-    /// The body parsed as JSON, or `Null` when it is not JSON.
-    pub json: Value,
-}
-
-impl TestResponse {
-    async fn read(response: Response) -> Self {
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .expect("reading the response body");
-        TestResponse {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-            json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        }
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// `trace_id` of the body.
-    pub fn trace_id(&self) -> &str {
-        self.json["trace_id"].as_str().unwrap_or_default()
-    }
-
-    /// `error.code` of the project's error body.
-    pub fn error_code(&self) -> &str {
-        self.json["error"]["code"].as_str().unwrap_or_default()
-    }
-
-    /// `error.message` of the project's error body.
-    pub fn error_message(&self) -> &str {
-        self.json["error"]["message"].as_str().unwrap_or_default()
-    }
-
-    /// Fails the test unless this is the project's JSON error body with `status` and `code`,
-    /// and a trace id of the gateway's own.
-    pub fn assert_error(&self, status: StatusCode, code: &str, context: &str) {
-        assert_eq!(self.status, status, "{context}: {}", self.body);
-        assert_eq!(
-            self.header("content-type"),
-            Some("application/json"),
-            "{context}: an error body is JSON"
-        );
-        assert_eq!(self.error_code(), code, "{context}: {}", self.body);
-        assert!(
-            !self.error_message().is_empty(),
-            "{context}: an error body explains itself: {}",
-            self.body
-        );
-        assert!(
-            is_trace_id(self.trace_id()) && self.trace_id() != FAKE_TRACE_ID,
-            "{context}: the body carries the gateway's trace id: {}",
-            self.body
-        );
-    }
-}
-
-/// Whether `s` is a W3C trace id: 32 lowercase hex digits, not all zero.
-pub fn is_trace_id(s: &str) -> bool {
-    s.len() == 32
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        && s.bytes().any(|b| b != b'0')
 }

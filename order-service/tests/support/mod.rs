@@ -10,6 +10,7 @@
 //! A tracing subscriber with the OpenTelemetry layer is installed for the test's thread, as
 //! `main` does through `common::telemetry::init`, so responses carry a real trace id.
 
+pub use e2e::response::{TestResponse, is_trace_id};
 use std::{
     net::SocketAddr,
     sync::{
@@ -23,7 +24,7 @@ use axum::{
     Json, Router,
     body::{Body, Bytes},
     extract::State,
-    http::{HeaderMap, Method, Request, StatusCode, header},
+    http::{Method, Request, StatusCode, header},
     response::{IntoResponse, Response},
     routing::post,
 };
@@ -31,14 +32,11 @@ use common::{
     config::Vars,
     db::{Database, PoolSettings},
 };
-use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::trace::SdkTracerProvider;
 use order_service::{AppState, Config};
 use serde_json::{Value, json};
 use sqlx::postgres::PgConnectOptions;
 use tower::ServiceExt as _;
 use tracing::subscriber::DefaultGuard;
-use tracing_subscriber::{layer::SubscriberExt as _, util::SubscriberInitExt as _};
 use uuid::Uuid;
 
 /// Where the order service's payment calls go.
@@ -85,7 +83,7 @@ impl TestApp {
         payments: Payments,
         vars: &[(&str, &str)],
     ) -> Self {
-        let telemetry = install_telemetry();
+        let telemetry = e2e::telemetry::install();
         let fake = FakePayments::start().await;
         let payment_url = match payments {
             Payments::Fake => fake.url(),
@@ -149,7 +147,7 @@ impl TestApp {
             .oneshot(request)
             .await
             .expect("the router is infallible");
-        TestResponse::read(response).await
+        TestResponse::from_axum(response).await
     }
 
     /// The row of order `id`; fails the test if there is none.
@@ -180,19 +178,6 @@ impl TestApp {
 
 /// The order most tests place: user 1, 42.50 USD.
 pub const ORDER: &str = r#"{"user_id":1,"amount":42.50,"currency":"USD"}"#;
-
-/// The W3C propagators and a tracing subscriber with the OpenTelemetry layer, current on this
-/// thread until the guard is dropped. The SDK provider has no exporter: the spans exist (so
-/// trace ids are real) and are dropped when they end.
-fn install_telemetry() -> DefaultGuard {
-    opentelemetry::global::set_text_map_propagator(common::telemetry::propagator());
-    let tracer = SdkTracerProvider::builder()
-        .build()
-        .tracer("order-service-tests");
-    tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(tracer))
-        .set_default()
-}
 
 /// The URL of a local port nothing listens on: bound, then released.
 async fn closed_port_url() -> String {
@@ -292,77 +277,4 @@ async fn fake_charge(State(state): State<Arc<FakeState>>, body: Bytes) -> Respon
             charged()
         }
     }
-}
-
-/// A response, read to the end.
-#[derive(Debug)]
-pub struct TestResponse {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    /// The raw body, for failure messages and for byte-level assertions.
-    pub body: String,
-    /// The body parsed as JSON, or `Null` when it is not JSON.
-    pub json: Value,
-}
-
-impl TestResponse {
-    async fn read(response: Response) -> Self {
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .expect("reading the response body");
-        TestResponse {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-            json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        }
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// `order_id` of the body, as a UUID; fails the test if it is missing.
-    pub fn order_id(&self) -> Uuid {
-        self.json["order_id"]
-            .as_str()
-            .and_then(|id| id.parse().ok())
-            .unwrap_or_else(|| panic!("an order_id in {}", self.body))
-    }
-
-    /// `error.code` of the project's error body.
-    pub fn error_code(&self) -> &str {
-        self.json["error"]["code"].as_str().unwrap_or_default()
-    }
-
-    /// `error.message` of the project's error body.
-    pub fn error_message(&self) -> &str {
-        self.json["error"]["message"].as_str().unwrap_or_default()
-    }
-
-    /// Fails the test unless this is the project's JSON error body with `status` and `code`.
-    pub fn assert_error(&self, status: StatusCode, code: &str, context: &str) {
-        assert_eq!(self.status, status, "{context}: {}", self.body);
-        assert_eq!(
-            self.header("content-type"),
-            Some("application/json"),
-            "{context}: an error body is JSON"
-        );
-        assert_eq!(self.error_code(), code, "{context}: {}", self.body);
-        assert!(
-            !self.error_message().is_empty(),
-            "{context}: an error body explains itself: {}",
-            self.body
-        );
-    }
-}
-
-/// Whether `s` is a W3C trace id: 32 lowercase hex digits, not all zero.
-pub fn is_trace_id(s: &str) -> bool {
-    s.len() == 32
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        && s.bytes().any(|b| b != b'0')
 }

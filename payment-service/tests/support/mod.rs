@@ -9,12 +9,13 @@
 use axum::{
     Router,
     body::Body,
-    http::{Method, Request, StatusCode, header},
+    http::{Method, Request, header},
 };
 use common::{
     config::Vars,
     db::{Database, PoolSettings},
 };
+pub use e2e::response::TestResponse;
 use payment_service::{AppState, Config};
 use serde_json::Value;
 use sqlx::postgres::PgConnectOptions;
@@ -28,6 +29,8 @@ pub struct TestApp {
     /// closed by [`TestApp::close`] so that sqlx can drop the test database afterwards (a
     /// database with open connections cannot be dropped).
     db: Database,
+    /// Trace context and trace ids, as `main` would set up; for the test's whole life.
+    _telemetry: tracing::subscriber::DefaultGuard,
 }
 
 /// A row of `payments`, as the assertions read it.
@@ -62,7 +65,11 @@ impl TestApp {
             },
         );
         let router = payment_service::router(AppState::new(&config, db.clone()), &config);
-        TestApp { router, db }
+        TestApp {
+            router,
+            db,
+            _telemetry: e2e::telemetry::install(),
+        }
     }
 
     /// `POST /charge` with a JSON body.
@@ -104,7 +111,7 @@ impl TestApp {
             .oneshot(request)
             .await
             .expect("the router is infallible");
-        TestResponse::read(response).await
+        TestResponse::from_axum(response).await
     }
 
     /// Every payment recorded for `order_id` (the schema allows at most one).
@@ -152,63 +159,4 @@ pub fn charge_body(order_id: Uuid, user_id: i64, amount_minor: i64) -> Value {
         "amount_minor": amount_minor,
         "currency": "USD",
     })
-}
-
-/// A response, read to the end.
-#[derive(Debug)]
-pub struct TestResponse {
-    pub status: StatusCode,
-    pub content_type: Option<String>,
-    /// The raw body, for failure messages and for byte-level assertions.
-    pub body: String,
-    /// The body parsed as JSON, or `Null` when it is not JSON.
-    pub json: Value,
-}
-
-impl TestResponse {
-    async fn read(response: axum::response::Response) -> Self {
-        let status = response.status();
-        let content_type = response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .expect("reading the response body");
-        let body = String::from_utf8_lossy(&bytes).into_owned();
-        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        TestResponse {
-            status,
-            content_type,
-            body,
-            json,
-        }
-    }
-
-    /// `error.code` of the project's error body.
-    pub fn error_code(&self) -> &str {
-        self.json["error"]["code"].as_str().unwrap_or_default()
-    }
-
-    /// `error.message` of the project's error body.
-    pub fn error_message(&self) -> &str {
-        self.json["error"]["message"].as_str().unwrap_or_default()
-    }
-
-    /// Fails the test unless this is the project's JSON error body with `status` and `code`.
-    pub fn assert_error(&self, status: StatusCode, code: &str, context: &str) {
-        assert_eq!(self.status, status, "{context}: {}", self.body);
-        assert_eq!(
-            self.content_type.as_deref(),
-            Some("application/json"),
-            "{context}: an error body is JSON"
-        );
-        assert_eq!(self.error_code(), code, "{context}: {}", self.body);
-        assert!(
-            !self.error_message().is_empty(),
-            "{context}: an error body explains itself: {}",
-            self.body
-        );
-    }
 }
