@@ -416,3 +416,72 @@ async fn malformed_trace_headers_never_fail_a_request_and_start_a_new_trace() {
         "no half-kept tracestate"
     );
 }
+
+#[tokio::test]
+async fn a_service_with_the_sdk_disabled_passes_the_context_through_unchanged() {
+    let system = System::start_with(Options::default().env(
+        Binary::OrderService,
+        "OTEL_SDK_DISABLED",
+        "true",
+    ))
+    .await;
+    let response = system.post_order(order(1)).await;
+    assert_eq!(response.status, 201, "{}", response.body);
+    let trace_id = response.trace_id();
+
+    let spans = system.receiver.wait_for_trace(trace_id, 10, PATIENCE).await;
+    assert!(
+        spans.iter().all(|s| s.service_name != "order-service"),
+        "no spans from the disabled SDK"
+    );
+    // The order service hands on the context it received, so the payment service's span is a
+    // child of the gateway's call, in the same trace.
+    let gateway_call = find(&spans, "gateway", "POST /orders");
+    let charge = find(&spans, "payment-service", "POST /charge");
+    assert_eq!(
+        charge.parent_span_id.as_deref(),
+        Some(gateway_call.span_id.as_str())
+    );
+    assert_eq!(charge.str_attr("user_id"), Some("1"), "baggage too");
+    let line = system
+        .orders
+        .log_lines()
+        .into_iter()
+        .find(|l| l["message"] == "order recorded")
+        .expect("the order service still logs");
+    assert_eq!(
+        line["trace_id"], trace_id,
+        "and its log lines still lead to the trace"
+    );
+}
+
+#[tokio::test]
+async fn baggage_values_are_percent_encoded_between_services_and_arrive_decoded() {
+    let system = System::start().await;
+    let response = system
+        .post_order_with_headers(order(1), &[("baggage", "session_id=Trom%20Chocolatier")])
+        .await;
+    assert_eq!(response.status, 201, "{}", response.body);
+    let spans = system
+        .receiver
+        .wait_for_trace(response.trace_id(), ORDER_TRACE_SPANS, PATIENCE)
+        .await;
+    // Decoded at the gateway, encoded again to the order service, and again to the payment
+    // service: the value arrives whole at the end of the chain.
+    for service in ["order-service", "payment-service"] {
+        let server = find(
+            &spans,
+            service,
+            if service == "order-service" {
+                "POST /orders"
+            } else {
+                "POST /charge"
+            },
+        );
+        assert_eq!(
+            server.str_attr("session_id"),
+            Some("Trom Chocolatier"),
+            "{service}"
+        );
+    }
+}
