@@ -19,7 +19,7 @@
 //! | `db.response.status_code`   | `23505` (SQLSTATE, on failure)       |
 //!
 //! A failed statement marks its span ERROR with an `exception` event (see
-//! [`record_failure`](crate::telemetry::record_failure)).
+//! [`record_failure`]).
 
 use std::{future::Future, sync::Arc, time::Duration};
 

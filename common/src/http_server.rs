@@ -120,7 +120,10 @@ pub async fn limit_header_size(State(max): State<usize>, request: Request, next:
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum::<usize>()
-        + request.uri().to_string().len();
+        + request
+            .uri()
+            .path_and_query()
+            .map_or(0, |pq| pq.as_str().len());
     if size > max {
         return ApiError::client(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,

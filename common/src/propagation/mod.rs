@@ -1,6 +1,6 @@
 //! Context propagation across service boundaries: reading the W3C
 //! `traceparent`, `tracestate` and `baggage` headers of an incoming request into
-//! an OpenTelemetry [`Context`](opentelemetry::Context), and writing them onto
+//! an OpenTelemetry [`Context`], and writing them onto
 //! outgoing requests, so that one distributed trace (and the application's
 //! baggage) follows a request through every service it touches.
 //!

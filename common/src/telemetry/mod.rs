@@ -4,15 +4,17 @@
 //! installs, in this order:
 //! 1. the W3C propagators as the global propagator (or a no-op one when `PROPAGATION=off`),
 //!    which the HTTP server layer and the HTTP client middleware use;
-//! 2. a tracer provider with a batch span processor and an OTLP exporter, configured by the
-//!    standard `OTEL_*` variables;
+//! 2. a tracer provider, configured by the standard `OTEL_*` variables, whose span processors
+//!    copy the request's baggage onto each span ([`baggage`]), then queue it for a batch
+//!    processor and an OTLP exporter, counting what never reaches the collector ([`export`]);
+//!    the sampler is parent-based, with per-route rules ([`sampler`]);
 //! 3. a `tracing` subscriber with two layers: the OpenTelemetry layer, which turns `tracing`
 //!    spans into OpenTelemetry spans, and the log layer, which prints events.
 //!
 //! It returns a [`TelemetryGuard`]: call [`TelemetryGuard::shutdown`] when the server has
 //! stopped, so the spans still queued in the batch processor are exported before exit.
 
-mod baggage;
+pub mod baggage;
 pub mod export;
 mod logs;
 pub mod sampler;
