@@ -14,7 +14,6 @@
 pub use e2e::response::{TestResponse, is_trace_id};
 use std::{
     collections::BTreeMap,
-    net::SocketAddr,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -73,7 +72,7 @@ impl TestApp {
         let fake = FakeOrders::start().await;
         let url = match orders {
             Orders::Fake => fake.url(),
-            Orders::Down => closed_port_url().await,
+            Orders::Down => e2e::fake::closed_port_url().await,
         };
         let mut pairs = vec![("ORDER_SERVICE_URL", url.as_str())];
         pairs.extend_from_slice(vars);
@@ -125,16 +124,6 @@ impl TestApp {
             .expect("the router is infallible");
         TestResponse::from_axum(response).await
     }
-}
-
-/// The URL of a local port nothing listens on: bound, then released.
-async fn closed_port_url() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binding a free port");
-    let addr = listener.local_addr().expect("a bound address");
-    drop(listener);
-    format!("http://{addr}")
 }
 
 /// What the fake order service answers to every request.
@@ -248,7 +237,7 @@ impl Received {
 /// A stand-in for the order service: records each request and answers it with the current
 /// [`Reply`]. Serves on its own task until the test's runtime ends.
 pub struct FakeOrders {
-    addr: SocketAddr,
+    url: String,
     state: Arc<FakeState>,
 }
 
@@ -266,16 +255,12 @@ impl FakeOrders {
         // One handler for every path, so a request that escapes `/orders/...` is recorded
         // with the path it reached rather than lost in a 404.
         let router = Router::new().fallback(fake).with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binding the fake order service");
-        let addr = listener.local_addr().expect("a bound address");
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        FakeOrders { addr, state }
+        let url = e2e::fake::serve(router).await;
+        FakeOrders { url, state }
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.url.clone()
     }
 
     /// How every later request is answered.

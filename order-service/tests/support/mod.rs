@@ -12,7 +12,6 @@
 
 pub use e2e::response::{TestResponse, is_trace_id};
 use std::{
-    net::SocketAddr,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -87,7 +86,7 @@ impl TestApp {
         let fake = FakePayments::start().await;
         let payment_url = match payments {
             Payments::Fake => fake.url(),
-            Payments::Down => closed_port_url().await,
+            Payments::Down => e2e::fake::closed_port_url().await,
         };
         let mut pairs = vec![
             // Required by the config, but replaced below: the test database has a generated
@@ -179,16 +178,6 @@ impl TestApp {
 /// The order most tests place: user 1, 42.50 USD.
 pub const ORDER: &str = r#"{"user_id":1,"amount":42.50,"currency":"USD"}"#;
 
-/// The URL of a local port nothing listens on: bound, then released.
-async fn closed_port_url() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binding a free port");
-    let addr = listener.local_addr().expect("a bound address");
-    drop(listener);
-    format!("http://{addr}")
-}
-
 /// How the fake payment service answers `POST /charge`.
 #[derive(Clone, Debug)]
 pub enum Reply {
@@ -204,7 +193,7 @@ pub enum Reply {
 /// answers each with the current [`Reply`]. Serves on its own task until the test's runtime
 /// ends.
 pub struct FakePayments {
-    addr: SocketAddr,
+    url: String,
     state: Arc<FakeState>,
 }
 
@@ -224,16 +213,12 @@ impl FakePayments {
         let router = Router::new()
             .route("/charge", post(fake_charge))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binding the fake payment service");
-        let addr = listener.local_addr().expect("a bound address");
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        FakePayments { addr, state }
+        let url = e2e::fake::serve(router).await;
+        FakePayments { url, state }
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.url.clone()
     }
 
     /// How every later charge is answered.
