@@ -218,24 +218,6 @@ impl Database {
         .await
     }
 
-    /// Runs a statement that returns any number of rows.
-    pub async fn fetch_all<O>(
-        &self,
-        statement: &Statement,
-        bind: impl FnOnce(
-            QueryAs<'static, Postgres, O, PgArguments>,
-        ) -> QueryAs<'static, Postgres, O, PgArguments>,
-    ) -> Result<Vec<O>, sqlx::Error>
-    where
-        O: Send + Unpin + for<'r> sqlx::FromRow<'r, PgRow>,
-    {
-        let query = bind(sqlx::query_as(statement.text));
-        self.traced(statement, query.fetch_all(&self.pool), |rows| {
-            rows.len() as u64
-        })
-        .await
-    }
-
     /// Runs a statement that returns no rows; the result says how many it affected.
     pub async fn execute(
         &self,

@@ -70,17 +70,6 @@ impl ApiError {
         }
     }
 
-    /// An internal error: the caller learns that something went wrong and the trace id; the
-    /// cause goes to the log and the span.
-    pub fn internal<E: std::error::Error + 'static>(code: &'static str, error: &E) -> Self {
-        Self::server(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            code,
-            "internal error",
-            Failure::of(code, error),
-        )
-    }
-
     /// A 5xx with a message of its own (which must not leak internals) and its cause.
     pub fn server(
         status: StatusCode,

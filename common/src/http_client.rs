@@ -89,25 +89,17 @@ impl ServiceClient {
             .with(RetryMiddleware(RetryPolicy::default()))
             .with(TracingMiddleware)
             .build();
-        Self::with_middleware(base, http)
-    }
-
-    /// A client with a custom middleware stack (which must contain [`TracingMiddleware`]).
-    pub fn with_middleware(base: Url, http: ClientWithMiddleware) -> Self {
         ServiceClient { base, http }
-    }
-
-    pub fn base(&self) -> &Url {
-        &self.base
     }
 
     /// A request to `path` (already filled in: `/orders/0193…`) whose route template is
     /// `template` (`/orders/{id}`).
     pub fn request(&self, method: Method, template: &'static str, path: &str) -> RequestBuilder {
+        // `path` is ours (a constant route or a UUID), so it always joins onto the base URL.
         let url = self
             .base
             .join(path.trim_start_matches('/'))
-            .unwrap_or_else(|_| self.base.clone());
+            .expect("a service path joins onto its base URL");
         self.http
             .request(method, url)
             .with_extension(UrlTemplate(template))

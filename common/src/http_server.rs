@@ -31,7 +31,7 @@ use axum::{
 use futures_util::FutureExt as _;
 use opentelemetry::{
     Context,
-    baggage::{Baggage, BaggageExt, KeyValueMetadata},
+    baggage::{Baggage, BaggageExt},
     trace::TraceContextExt,
 };
 use tracing::{Instrument, field::Empty};
@@ -41,8 +41,7 @@ use crate::{
     config::{ConfigError, Vars},
     error::{ApiError, method_not_allowed, not_found},
     propagation::{
-        BaggageLimits, HeaderExtractor, copy_baggage, mark_random_trace_id, parse_baggage,
-        traceresponse,
+        BaggageLimits, HeaderExtractor, copy_baggage, mark_random_trace_id, traceresponse,
     },
     telemetry::{Failure, export, record_failure},
 };
@@ -184,24 +183,7 @@ impl InboundPolicy {
                 Context::new().with_baggage(copy_baggage(extracted.baggage()))
             }
             BaggagePolicy::AllowList { keys, limits } => {
-                // An empty extracted baggage means no header, or propagation switched off.
-                let baggage = if extracted.baggage().is_empty() {
-                    Baggage::new()
-                } else {
-                    // Parse again with the boundary's own limits, then keep the allowed keys.
-                    let values: Vec<&str> = headers
-                        .get_all("baggage")
-                        .iter()
-                        .filter_map(|v| v.to_str().ok())
-                        .collect();
-                    let all = parse_baggage(&values, *limits);
-                    all.iter()
-                        .filter(|(key, _)| keys.iter().any(|allowed| allowed == key.as_str()))
-                        .map(|(key, (value, metadata))| {
-                            KeyValueMetadata::new(key.clone(), value.clone(), metadata.clone())
-                        })
-                        .collect()
-                };
+                let baggage = allowed_baggage(extracted.baggage(), keys, *limits);
                 let base = if continued {
                     Context::new().with_remote_span_context(remote)
                 } else {
@@ -217,6 +199,26 @@ impl InboundPolicy {
         }
         Extracted { cx, link }
     }
+}
+
+/// The entries of `baggage` whose keys are allowed, within `limits`. The keys are filtered
+/// first, so entries an outside caller may not send cannot use up the room of those it may.
+/// Sizes count the key and the decoded value and properties.
+fn allowed_baggage(baggage: &Baggage, keys: &[String], limits: BaggageLimits) -> Baggage {
+    let mut kept = Baggage::new();
+    let mut bytes = 0;
+    for key in keys {
+        let Some((value, metadata)) = baggage.get_with_metadata(key) else {
+            continue;
+        };
+        let size = key.len() + value.as_str().len() + metadata.as_str().len();
+        if kept.len() == limits.max_members || bytes + size > limits.max_bytes {
+            continue;
+        }
+        bytes += size;
+        kept.insert_with_metadata(key.clone(), value.clone(), metadata.clone());
+    }
+    kept
 }
 
 /// The result of [`InboundPolicy::extract`].
@@ -384,6 +386,69 @@ fn protocol_version(version: Version) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn gateway(max_members: usize, max_bytes: usize) -> InboundPolicy {
+        opentelemetry::global::set_text_map_propagator(crate::telemetry::propagator());
+        InboundPolicy {
+            continue_remote_trace: true,
+            baggage: BaggagePolicy::AllowList {
+                keys: vec!["session_id".to_owned(), "experiment".to_owned()].into(),
+                limits: BaggageLimits {
+                    max_members,
+                    max_bytes,
+                },
+            },
+        }
+    }
+
+    fn baggage_of(policy: &InboundPolicy, header: &str) -> Vec<(String, String)> {
+        let mut headers = HeaderMap::new();
+        headers.insert("baggage", HeaderValue::from_str(header).unwrap());
+        let cx = policy.extract(&headers).cx;
+        let mut entries: Vec<(String, String)> = cx
+            .baggage()
+            .iter()
+            .map(|(k, (v, _))| (k.to_string(), v.to_string()))
+            .collect();
+        entries.sort();
+        entries
+    }
+
+    #[test]
+    fn the_gateway_keeps_only_allowed_baggage_keys() {
+        let policy = gateway(8, 1024);
+        assert_eq!(
+            baggage_of(&policy, "session_id=abc,evil=1,user_id=999"),
+            [("session_id".to_owned(), "abc".to_owned())]
+        );
+    }
+
+    #[test]
+    fn disallowed_entries_cannot_crowd_out_allowed_ones() {
+        // A disallowed member that fits would otherwise take the only slot...
+        assert_eq!(
+            baggage_of(&gateway(1, 1024), "evil=1,session_id=abc"),
+            [("session_id".to_owned(), "abc".to_owned())]
+        );
+        // ...or most of the byte budget.
+        let padding = "x".repeat(50);
+        assert_eq!(
+            baggage_of(&gateway(8, 64), &format!("evil={padding},session_id=abc")),
+            [("session_id".to_owned(), "abc".to_owned())]
+        );
+    }
+
+    #[test]
+    fn allowed_entries_beyond_the_limits_are_dropped_whole() {
+        let policy = gateway(8, 20);
+        let entries = baggage_of(
+            &policy,
+            &format!("session_id=abc,experiment={}", "y".repeat(30)),
+        );
+        assert_eq!(entries, [("session_id".to_owned(), "abc".to_owned())]);
+        let policy = gateway(1, 1024);
+        assert_eq!(baggage_of(&policy, "experiment=a,session_id=b").len(), 1);
+    }
 
     #[test]
     fn host_and_port_are_split_from_the_host_header() {

@@ -24,7 +24,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use opentelemetry::{
     KeyValue,
-    propagation::{TextMapCompositePropagator, TextMapPropagator},
+    propagation::TextMapPropagator,
     trace::{Status, TraceContextExt, TracerProvider as _, noop::NoopTracer},
 };
 use opentelemetry_sdk::{
@@ -41,7 +41,7 @@ pub use logs::{EventFormat, LogFormat};
 
 use crate::{
     config::{ConfigError, Vars},
-    propagation::{BaggagePropagator, TraceContextPropagator},
+    propagation::{BaggagePropagator, TraceContextPropagator, composite},
 };
 
 /// Crates whose own `tracing` spans must never become OpenTelemetry spans. They are the HTTP,
@@ -292,10 +292,10 @@ pub fn init_with(settings: TelemetrySettings, version: &str) -> anyhow::Result<T
 
 /// The propagators every service uses: W3C Trace Context and W3C Baggage.
 pub fn propagator() -> impl TextMapPropagator + Send + Sync + 'static {
-    TextMapCompositePropagator::new(vec![
-        Box::new(TraceContextPropagator::default()),
-        Box::new(BaggagePropagator::default()),
-    ])
+    composite(
+        TraceContextPropagator::default(),
+        BaggagePropagator::default(),
+    )
 }
 
 fn otel_layer<T>(tracer: T) -> tracing_opentelemetry::OpenTelemetryLayer<Registry, T>
@@ -437,13 +437,13 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// The trace id of `span` as 32 lowercase hex digits, if it is part of a trace.
-pub fn trace_id(span: &Span) -> Option<String> {
+fn trace_id(span: &Span) -> Option<String> {
     let cx = span.context();
     let sc = cx.span().span_context().clone();
     sc.is_valid().then(|| sc.trace_id().to_string())
 }
 
-/// The trace id of the current span; see [`trace_id`].
+/// The trace id of the current span, as 32 lowercase hex digits, if it is part of a trace.
 pub fn current_trace_id() -> Option<String> {
     trace_id(&Span::current())
 }
