@@ -4,11 +4,13 @@
 //! services' handler tests (responses from a router called with `oneshot`, as axum gives
 //! them), so "what an error body must look like" is written once.
 
+use axum::body::Body;
 use reqwest::{
-    StatusCode,
+    Method, StatusCode,
     header::{CONTENT_TYPE, HeaderMap},
 };
 use serde_json::Value;
+use tower::ServiceExt as _;
 use uuid::Uuid;
 
 #[derive(Debug)]
@@ -100,6 +102,28 @@ impl TestResponse {
             self.body
         );
     }
+}
+
+/// Calls `router` in-process with one request (the path is sent exactly as given) and reads
+/// the answer: how handler tests talk to a service without a socket.
+pub async fn oneshot(
+    router: &axum::Router,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: String,
+) -> TestResponse {
+    let mut request = axum::http::Request::builder().method(method).uri(path);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(Body::from(body)).expect("a valid request");
+    let response = router
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("a router is infallible");
+    TestResponse::from_axum(response).await
 }
 
 /// Whether `s` is a W3C trace id: 32 lowercase hex digits, not all zero.

@@ -4,12 +4,11 @@
 use std::{collections::HashMap, time::Duration};
 
 use e2e::{
+    ORDER_TRACE_SPANS,
     harness::{Binary, Options, PATIENCE, System, TestResponse},
     otlp::{ReceivedSpan, find, render_shape, render_tree},
 };
 use serde_json::{Value, json};
-
-const ORDER_TRACE_SPANS: usize = 17;
 
 fn order(user_id: i64) -> Value {
     json!({"user_id": user_id, "amount": 12.34, "currency": "USD", "tier": "gold"})

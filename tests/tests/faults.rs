@@ -9,6 +9,7 @@ use std::{
 };
 
 use e2e::{
+    ORDER_TRACE_SPANS,
     harness::{Binary, Options, PATIENCE, System, TestResponse},
     otlp::{Behaviour, ReceivedSpan, SpanStatus, find, render_tree},
 };
@@ -84,7 +85,7 @@ async fn a_declined_payment_is_red_exactly_where_it_broke() {
 
     let spans = system
         .receiver
-        .wait_for_trace(response.trace_id(), 17, PATIENCE)
+        .wait_for_trace(response.trace_id(), ORDER_TRACE_SPANS, PATIENCE)
         .await;
     assert_eq!(
         red(&spans),
@@ -725,9 +726,12 @@ async fn a_collector_that_is_down_costs_spans_not_requests_and_the_loss_is_repor
     assert_eq!(response.status, 201);
     system
         .receiver
-        .wait_for_trace(response.trace_id(), 17, PATIENCE)
+        .wait_for_trace(response.trace_id(), ORDER_TRACE_SPANS, PATIENCE)
         .await;
-    assert_eq!(system.receiver.trace(response.trace_id()).len(), 17);
+    assert_eq!(
+        system.receiver.trace(response.trace_id()).len(),
+        ORDER_TRACE_SPANS
+    );
 }
 
 #[tokio::test]
@@ -812,7 +816,7 @@ async fn sigterm_under_load_answers_the_requests_in_flight_and_flushes_their_spa
         let spans = system.receiver.trace(trace_id);
         assert_eq!(
             spans.len(),
-            17,
+            ORDER_TRACE_SPANS,
             "every span flushed at exit:\n{}",
             render_tree(&spans)
         );

@@ -4,34 +4,13 @@
 use std::{collections::HashSet, time::Duration};
 
 use e2e::{
+    ORDER_TRACE, ORDER_TRACE_SPANS,
     harness::{Binary, Options, PATIENCE, Service, System, TestDatabase},
     otlp::{
         AttrValue, ReceivedSpan, SpanKind, SpanStatus, children, find, render_shape, render_tree,
     },
 };
 use serde_json::json;
-
-/// The waterfall of `POST /api/orders`, after the tutorial's.
-const ORDER_TRACE: &str = "\
-POST /api/orders [gateway, SERVER]
-  create_order [gateway, INTERNAL]
-    POST /orders [gateway, CLIENT]
-      POST /orders [order-service, SERVER]
-        save_order [order-service, INTERNAL]
-          validate_order [order-service, INTERNAL]
-          save_to_db [order-service, INTERNAL]
-            INSERT orders [order-service, CLIENT]
-          POST /charge [order-service, CLIENT]
-            POST /charge [payment-service, SERVER]
-              charge_card [payment-service, INTERNAL]
-                lookup_user [payment-service, INTERNAL]
-                  SELECT users [payment-service, CLIENT]
-                INSERT payments [payment-service, CLIENT]
-                call_stripe_api [payment-service, INTERNAL]
-                UPDATE payments [payment-service, CLIENT]
-          UPDATE orders [order-service, CLIENT]
-";
-const ORDER_TRACE_SPANS: usize = 17;
 
 fn order() -> serde_json::Value {
     json!({"user_id": 1, "amount": 42.50, "currency": "USD", "tier": "gold"})

@@ -20,7 +20,7 @@ use std::{
 
 use axum::{
     Router,
-    body::{Body, Bytes},
+    body::Bytes,
     extract::{Request, State},
     http::{HeaderMap, HeaderValue, Method, StatusCode, header},
     response::{IntoResponse, Response},
@@ -28,7 +28,6 @@ use axum::{
 use common::config::Vars;
 use gateway::{AppState, Config};
 use serde_json::{Value, json};
-use tower::ServiceExt as _;
 use tracing::subscriber::DefaultGuard;
 
 /// The order id the fake order service gives every order it creates.
@@ -111,18 +110,7 @@ impl TestApp {
         headers: &[(&str, &str)],
         body: String,
     ) -> TestResponse {
-        let mut request = Request::builder().method(method).uri(path);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let request = request.body(Body::from(body)).expect("a valid request");
-        let response = self
-            .router
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("the router is infallible");
-        TestResponse::from_axum(response).await
+        e2e::response::oneshot(&self.router, method, path, headers, body).await
     }
 }
 

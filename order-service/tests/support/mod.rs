@@ -21,9 +21,9 @@ use std::{
 
 use axum::{
     Json, Router,
-    body::{Body, Bytes},
+    body::Bytes,
     extract::State,
-    http::{Method, Request, StatusCode, header},
+    http::{Method, StatusCode, header},
     response::{IntoResponse, Response},
     routing::post,
 };
@@ -34,7 +34,6 @@ use common::{
 use order_service::{AppState, Config};
 use serde_json::{Value, json};
 use sqlx::postgres::PgConnectOptions;
-use tower::ServiceExt as _;
 use tracing::subscriber::DefaultGuard;
 use uuid::Uuid;
 
@@ -135,18 +134,7 @@ impl TestApp {
         headers: &[(&str, &str)],
         body: String,
     ) -> TestResponse {
-        let mut request = Request::builder().method(method).uri(path);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let request = request.body(Body::from(body)).expect("a valid request");
-        let response = self
-            .router
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("the router is infallible");
-        TestResponse::from_axum(response).await
+        e2e::response::oneshot(&self.router, method, path, headers, body).await
     }
 
     /// The row of order `id`; fails the test if there is none.

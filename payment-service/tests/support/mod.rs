@@ -6,11 +6,7 @@
 //! stay fast. Requests go through `tower::ServiceExt::oneshot`: no socket is needed, and
 //! concurrent requests still meet in Postgres, which is where idempotency is enforced.
 
-use axum::{
-    Router,
-    body::Body,
-    http::{Method, Request, header},
-};
+use axum::{Router, http::Method};
 use common::{
     config::Vars,
     db::{Database, PoolSettings},
@@ -19,7 +15,6 @@ pub use e2e::response::TestResponse;
 use payment_service::{AppState, Config};
 use serde_json::Value;
 use sqlx::postgres::PgConnectOptions;
-use tower::ServiceExt as _;
 use uuid::Uuid;
 
 /// The service under test, and a way to look at its tables.
@@ -100,18 +95,11 @@ impl TestApp {
         content_type: Option<&str>,
         body: String,
     ) -> TestResponse {
-        let mut request = Request::builder().method(method).uri(path);
-        if let Some(content_type) = content_type {
-            request = request.header(header::CONTENT_TYPE, content_type);
-        }
-        let request = request.body(Body::from(body)).expect("a valid request");
-        let response = self
-            .router
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("the router is infallible");
-        TestResponse::from_axum(response).await
+        let headers: Vec<(&str, &str)> = content_type
+            .map(|value| ("content-type", value))
+            .into_iter()
+            .collect();
+        e2e::response::oneshot(&self.router, method, path, &headers, body).await
     }
 
     /// Every payment recorded for `order_id` (the schema allows at most one).
