@@ -9,6 +9,8 @@ use common::{
 };
 use reqwest::Url;
 
+use crate::trace_link::TraceUi;
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub listen_addr: SocketAddr,
@@ -21,6 +23,8 @@ pub struct Config {
     pub http: HttpLimits,
     /// What the gateway accepts from outside callers' propagation headers.
     pub inbound: Arc<InboundPolicy>,
+    /// `TRACE_UI_URL`: when set, every answer links to its trace there.
+    pub trace_ui: Option<TraceUi>,
 }
 
 impl Config {
@@ -40,6 +44,7 @@ impl Config {
             order_service_timeout: vars
                 .millis_or("ORDER_SERVICE_TIMEOUT_MS", Duration::from_secs(10))?,
             http: HttpLimits::from_vars(vars)?,
+            trace_ui: trace_ui(vars)?,
             inbound: Arc::new(InboundPolicy {
                 continue_remote_trace: vars.bool_or("CONTINUE_EXTERNAL_TRACES", true)?,
                 baggage: BaggagePolicy::AllowList {
@@ -52,6 +57,23 @@ impl Config {
             }),
         })
     }
+}
+
+/// `TRACE_UI_URL`, if set: an `http` or `https` URL.
+fn trace_ui(vars: &Vars) -> Result<Option<TraceUi>, ConfigError> {
+    const NAME: &str = "TRACE_UI_URL";
+    let Some(value) = vars.get(NAME) else {
+        return Ok(None);
+    };
+    let url = Url::parse(value.trim()).map_err(|e| ConfigError::invalid(NAME, &value, e))?;
+    if !matches!(url.scheme(), "http" | "https") || url.query().is_some() {
+        return Err(ConfigError::invalid(
+            NAME,
+            &value,
+            "expected an http(s) URL without a query, e.g. http://localhost:16686",
+        ));
+    }
+    Ok(Some(TraceUi::new(url)))
 }
 
 #[cfg(test)]
@@ -81,6 +103,33 @@ mod tests {
                 assert_eq!(&keys[..], ["session_id", "experiment"])
             }
             other => panic!("expected an allow-list, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_trace_ui_is_optional_and_must_be_a_web_address() {
+        let config = |url: &str| {
+            Config::from_vars(&Vars::from_pairs([
+                ("ORDER_SERVICE_URL", "http://order-service:8081"),
+                ("TRACE_UI_URL", url),
+            ]))
+        };
+        assert_eq!(config("").unwrap().trace_ui, None);
+        assert_eq!(
+            config("http://localhost:16686").unwrap().trace_ui,
+            Some(TraceUi::new(Url::parse("http://localhost:16686").unwrap()))
+        );
+        for bad in [
+            "localhost:16686",
+            "ftp://jaeger",
+            "http://jaeger/?q=1",
+            "not a url",
+        ] {
+            let err = config(bad).unwrap_err().to_string();
+            assert!(
+                err.starts_with("TRACE_UI_URL has an invalid value"),
+                "{bad}: {err}"
+            );
         }
     }
 }

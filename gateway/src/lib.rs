@@ -8,9 +8,12 @@
 pub mod config;
 mod error;
 mod routes;
+pub mod trace_link;
+
+use std::sync::Arc;
 
 use axum::{
-    Router,
+    Router, middleware,
     routing::{get, post},
 };
 use common::{http_client::ServiceClient, http_server::with_common_routes_and_layers};
@@ -35,12 +38,20 @@ impl AppState {
 }
 
 /// The public routes, inside the layers every service has (tracing with the gateway's
-/// inbound policy, limits, `/healthz`, `/metrics`; see `common::http_server`).
+/// inbound policy, limits, `/healthz`, `/metrics`; see `common::http_server`), and, outermost
+/// with `TRACE_UI_URL` set, the link from each answer to its trace (see [`trace_link`]).
 pub fn router(state: AppState, config: &Config) -> Router {
     let routes = Router::new()
         .route("/api/orders", post(routes::create_order))
         .route("/api/orders/{id}", get(routes::get_order))
         .route("/readyz", get(routes::readyz))
         .with_state(state);
-    with_common_routes_and_layers(routes, config.inbound.clone(), config.http)
+    let app = with_common_routes_and_layers(routes, config.inbound.clone(), config.http);
+    match &config.trace_ui {
+        Some(ui) => app.layer(middleware::from_fn_with_state(
+            Arc::new(ui.clone()),
+            trace_link::link_to_trace,
+        )),
+        None => app,
+    }
 }

@@ -388,3 +388,74 @@ fn the_databases_credentials_are_not_baked_into_the_images() {
         );
     }
 }
+
+/// The lines of one service of `docker-compose.yml`, comments included.
+fn compose_block(service: &str) -> String {
+    let text = read("docker-compose.yml");
+    let header = format!("  {service}:");
+    let mut lines = text.lines().skip_while(|l| *l != header);
+    let first = lines
+        .next()
+        .unwrap_or_else(|| panic!("a {service} service in docker-compose.yml"));
+    let rest = lines.take_while(|l| l.is_empty() || l.starts_with("   "));
+    std::iter::once(first)
+        .chain(rest)
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+#[test]
+fn jaeger_is_health_checked_and_every_service_waits_for_it() {
+    let jaeger = compose_block("jaeger");
+    assert!(
+        jaeger.contains(
+            r#"test: ["CMD", "wget", "-q", "--spider", "http://localhost:13133/status"]"#
+        ),
+        "Jaeger's health check asks its health endpoint with the image's wget:\n{jaeger}"
+    );
+    for name in OUR_SERVICES {
+        let block = compose_block(name);
+        assert!(
+            block.contains("      jaeger:\n        condition: service_healthy\n"),
+            "{name} waits for a healthy Jaeger:\n{block}"
+        );
+    }
+}
+
+#[test]
+fn images_are_built_on_the_current_debian_release() {
+    let dockerfile = read("Dockerfile");
+    let compose = read("docker-compose.yml");
+    for (file, text) in [
+        ("Dockerfile", &dockerfile),
+        ("docker-compose.yml", &compose),
+    ] {
+        assert!(!text.contains("bookworm"), "{file} still uses Debian 12");
+    }
+    let bases: Vec<&str> = dockerfile
+        .lines()
+        .filter(|l| {
+            l.starts_with("FROM ") && !l.starts_with("FROM chef") && !l.starts_with("FROM runtime")
+        })
+        .collect();
+    assert!(!bases.is_empty());
+    for base in bases {
+        assert!(base.contains("trixie"), "{base}");
+    }
+}
+
+#[test]
+fn the_on_disk_jaeger_config_listens_where_compose_expects() {
+    let jaeger = compose_block("jaeger");
+    assert!(jaeger.contains("./jaeger/badger.yaml:/etc/jaeger/badger.yaml:ro"));
+    let config = read("jaeger/badger.yaml");
+    for endpoint in ["0.0.0.0:4317", "0.0.0.0:4318", "0.0.0.0:13133"] {
+        assert!(
+            config.contains(endpoint),
+            "jaeger/badger.yaml listens on {endpoint}"
+        );
+    }
+    assert!(config.contains("ephemeral: false"));
+    assert!(config.contains("keys: /badger/keys") && config.contains("values: /badger/values"));
+    assert!(jaeger.contains("jaeger-data:/badger"));
+}
