@@ -6,12 +6,13 @@
 #
 #   docker build --target gateway -t traced-orders/gateway .
 
+# The toolchain CI tests with; any newer stable builds it too (`--build-arg RUST_VERSION=...`).
 ARG RUST_VERSION=1.95
 
 # cargo-chef turns the workspace manifests into a "recipe" that builds only the dependencies.
 # That build is its own layer, reused until Cargo.toml or Cargo.lock change: editing a source
 # file recompiles the workspace crates, not the few hundred crates they depend on.
-FROM rust:${RUST_VERSION}-slim-bookworm AS chef
+FROM rust:${RUST_VERSION}-slim-trixie AS chef
 RUN cargo install cargo-chef --locked --version ^0.1
 WORKDIR /app
 
@@ -28,10 +29,11 @@ RUN cargo chef cook --release --locked -p gateway -p order-service -p payment-se
 COPY . .
 RUN cargo build --release --locked -p gateway -p order-service -p payment-service
 
-# The runtime: Debian slim (the binaries link glibc, like the builder) with nothing added. The
+# The runtime: Debian 13 (trixie) slim, the builder's release, so the binaries find the glibc
+# they were linked against; nothing added. The
 # services speak plain HTTP inside the compose network, so there are no CA certificates, and
 # no shell tools: health checks run the binary itself (`<binary> healthcheck`).
-FROM debian:bookworm-slim AS runtime
+FROM debian:trixie-slim AS runtime
 RUN groupadd --system --gid 10001 app \
  && useradd --system --uid 10001 --gid app --no-create-home --shell /usr/sbin/nologin app
 USER 10001:10001
