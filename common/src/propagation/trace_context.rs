@@ -201,7 +201,12 @@ pub fn traceresponse(cx: &Context) -> Option<String> {
 /// member: `trace;desc=00-{trace-id}-{span-id}-{trace-flags}` (the same value as
 /// [`traceresponse`]; every character of it is a `token` character, so it needs no quotes).
 pub fn server_timing(cx: &Context) -> Option<String> {
-    version_00_value(cx).map(|value| format!("trace;desc={value}"))
+    version_00_value(cx).map(|value| trace_metric(&value))
+}
+
+/// `trace;desc={value}`: the metric name the current text gives the trace context.
+fn trace_metric(value: &str) -> String {
+    format!("trace;desc={value}")
 }
 
 /// Writes this process's side of the trace in `cx` onto a response: `traceresponse` (replacing
@@ -212,7 +217,7 @@ pub fn set_response_headers(cx: &Context, headers: &mut HeaderMap) {
     let Some(value) = version_00_value(cx) else {
         return;
     };
-    let metric = format!("trace;desc={value}");
+    let metric = trace_metric(&value);
     // Lowercase hex, dashes and ASCII letters: always valid header values.
     let (Ok(traceresponse), Ok(metric)) = (
         HeaderValue::from_str(&value),
