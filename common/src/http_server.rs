@@ -9,7 +9,9 @@
 //! 3. runs the handler inside it, so every span the handler opens, and every outgoing call
 //!    it makes, belongs to the same trace;
 //! 4. records the status code (5xx marks the span ERROR; so does a [`Failure`] the handler's
-//!    error left in the response) and answers with a W3C `traceresponse` header.
+//!    error left in the response) and answers with the W3C response trace context:
+//!    `traceresponse` and `server-timing: trace;desc=...` with the same value
+//!    ([`set_response_headers`]), on every answer, including 4xx, 404/405 and 5xx.
 //!
 //! It runs after routing (that is what `Router::layer` does in axum 0.8), so the matched route
 //! template (`/api/orders/{id}`) is known and the span name stays low-cardinality.
@@ -23,26 +25,19 @@ use std::{panic::AssertUnwindSafe, sync::Arc};
 use axum::{
     Router,
     extract::{DefaultBodyLimit, MatchedPath, Request, State},
-    http::{HeaderMap, HeaderValue, StatusCode, Version, header},
+    http::{HeaderMap, StatusCode, Version, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::get,
 };
 use futures_util::FutureExt as _;
-use opentelemetry::{
-    Context,
-    baggage::{Baggage, BaggageExt},
-    trace::TraceContextExt,
-};
 use tracing::{Instrument, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::{
     config::{ConfigError, Vars},
     error::{ApiError, method_not_allowed, not_found},
-    propagation::{
-        BaggageLimits, HeaderExtractor, copy_baggage, mark_random_trace_id, traceresponse,
-    },
+    propagation::{Extracted, InboundPolicy, set_response_headers},
     telemetry::{Failure, export, record_failure},
 };
 
@@ -134,101 +129,6 @@ pub async fn limit_header_size(State(max): State<usize>, request: Request, next:
     next.run(request).await
 }
 
-/// What a service accepts from its callers' propagation headers.
-///
-/// Services inside the system trust each other and take everything. The gateway is the trust
-/// boundary: what an outside caller sends is data from the internet.
-#[derive(Clone, Debug)]
-pub struct InboundPolicy {
-    /// Continue the caller's trace (its `traceparent`), or start a new one and link to it.
-    pub continue_remote_trace: bool,
-    /// Which baggage entries are kept.
-    pub baggage: BaggagePolicy,
-}
-
-#[derive(Clone, Debug)]
-pub enum BaggagePolicy {
-    /// Every entry the W3C limits allow.
-    AcceptAll,
-    /// Only these keys, within these limits; everything else is dropped without failing the
-    /// request.
-    AllowList {
-        keys: Arc<[String]>,
-        limits: BaggageLimits,
-    },
-}
-
-impl InboundPolicy {
-    /// For services behind the gateway: continue the trace, keep all baggage.
-    pub fn internal() -> Arc<Self> {
-        Arc::new(InboundPolicy {
-            continue_remote_trace: true,
-            baggage: BaggagePolicy::AcceptAll,
-        })
-    }
-
-    /// The context to run the request in: the caller's, as far as this policy trusts it.
-    pub fn extract(&self, headers: &HeaderMap) -> Extracted {
-        let extracted = opentelemetry::global::get_text_map_propagator(|p| {
-            p.extract_with_context(&Context::new(), &HeaderExtractor(headers))
-        });
-        let remote = extracted.span().span_context().clone();
-        let continued = self.continue_remote_trace && remote.is_valid();
-        let link = (!self.continue_remote_trace && remote.is_valid()).then(|| remote.clone());
-
-        let mut cx = match &self.baggage {
-            // Services inside the system: the caller's context as it came.
-            BaggagePolicy::AcceptAll if continued || !remote.is_valid() => extracted,
-            BaggagePolicy::AcceptAll => {
-                Context::new().with_baggage(copy_baggage(extracted.baggage()))
-            }
-            BaggagePolicy::AllowList { keys, limits } => {
-                let baggage = allowed_baggage(extracted.baggage(), keys, *limits);
-                let base = if continued {
-                    Context::new().with_remote_span_context(remote)
-                } else {
-                    Context::new()
-                };
-                base.with_baggage(baggage)
-            }
-        };
-        if !cx.has_active_span() {
-            // A new trace: its id comes from the SDK's random generator, which W3C Trace
-            // Context Level 2 lets us announce with the `random` flag.
-            cx = mark_random_trace_id(&cx);
-        }
-        Extracted { cx, link }
-    }
-}
-
-/// The entries of `baggage` whose keys are allowed, within `limits`. The keys are filtered
-/// first, so entries an outside caller may not send cannot use up the room of those it may.
-/// Sizes count the key and the decoded value and properties.
-fn allowed_baggage(baggage: &Baggage, keys: &[String], limits: BaggageLimits) -> Baggage {
-    let mut kept = Baggage::new();
-    let mut bytes = 0;
-    for key in keys {
-        let Some((value, metadata)) = baggage.get_with_metadata(key) else {
-            continue;
-        };
-        let size = key.len() + value.as_str().len() + metadata.as_str().len();
-        if kept.len() == limits.max_members || bytes + size > limits.max_bytes {
-            continue;
-        }
-        bytes += size;
-        kept.insert_with_metadata(key.clone(), value.clone(), metadata.clone());
-    }
-    kept
-}
-
-/// The result of [`InboundPolicy::extract`].
-pub struct Extracted {
-    /// The parent context: a remote span context (or none) and the accepted baggage.
-    pub cx: Context,
-    /// The caller's span, when the policy starts a new trace instead of continuing it.
-    pub link: Option<opentelemetry::trace::SpanContext>,
-}
-
 /// The middleware; see the module documentation.
 pub async fn trace_requests(
     State(policy): State<Arc<InboundPolicy>>,
@@ -284,10 +184,8 @@ pub async fn trace_requests(
         span.record("otel.status_code", "ERROR");
         span.set_attribute("error.type", status.as_str().to_owned());
     }
-    if let Some(value) = traceresponse(&span.context()).and_then(|v| HeaderValue::from_str(&v).ok())
-    {
-        response.headers_mut().insert("traceresponse", value);
-    }
+    // `traceresponse` and `server-timing: trace;desc=...`, on every answer.
+    set_response_headers(&span.context(), response.headers_mut());
     response
 }
 
@@ -386,69 +284,7 @@ fn protocol_version(version: Version) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn gateway(max_members: usize, max_bytes: usize) -> InboundPolicy {
-        opentelemetry::global::set_text_map_propagator(crate::telemetry::propagator());
-        InboundPolicy {
-            continue_remote_trace: true,
-            baggage: BaggagePolicy::AllowList {
-                keys: vec!["session_id".to_owned(), "experiment".to_owned()].into(),
-                limits: BaggageLimits {
-                    max_members,
-                    max_bytes,
-                },
-            },
-        }
-    }
-
-    fn baggage_of(policy: &InboundPolicy, header: &str) -> Vec<(String, String)> {
-        let mut headers = HeaderMap::new();
-        headers.insert("baggage", HeaderValue::from_str(header).unwrap());
-        let cx = policy.extract(&headers).cx;
-        let mut entries: Vec<(String, String)> = cx
-            .baggage()
-            .iter()
-            .map(|(k, (v, _))| (k.to_string(), v.to_string()))
-            .collect();
-        entries.sort();
-        entries
-    }
-
-    #[test]
-    fn the_gateway_keeps_only_allowed_baggage_keys() {
-        let policy = gateway(8, 1024);
-        assert_eq!(
-            baggage_of(&policy, "session_id=abc,evil=1,user_id=999"),
-            [("session_id".to_owned(), "abc".to_owned())]
-        );
-    }
-
-    #[test]
-    fn disallowed_entries_cannot_crowd_out_allowed_ones() {
-        // A disallowed member that fits would otherwise take the only slot...
-        assert_eq!(
-            baggage_of(&gateway(1, 1024), "evil=1,session_id=abc"),
-            [("session_id".to_owned(), "abc".to_owned())]
-        );
-        // ...or most of the byte budget.
-        let padding = "x".repeat(50);
-        assert_eq!(
-            baggage_of(&gateway(8, 64), &format!("evil={padding},session_id=abc")),
-            [("session_id".to_owned(), "abc".to_owned())]
-        );
-    }
-
-    #[test]
-    fn allowed_entries_beyond_the_limits_are_dropped_whole() {
-        let policy = gateway(8, 20);
-        let entries = baggage_of(
-            &policy,
-            &format!("session_id=abc,experiment={}", "y".repeat(30)),
-        );
-        assert_eq!(entries, [("session_id".to_owned(), "abc".to_owned())]);
-        let policy = gateway(1, 1024);
-        assert_eq!(baggage_of(&policy, "experiment=a,session_id=b").len(), 1);
-    }
+    use axum::http::HeaderValue;
 
     #[test]
     fn host_and_port_are_split_from_the_host_header() {

@@ -4,8 +4,8 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use common::{
     config::{ConfigError, Vars},
-    http_server::{BaggagePolicy, HttpLimits, InboundPolicy},
-    propagation::BaggageLimits,
+    http_server::HttpLimits,
+    propagation::{BaggageLimits, BaggagePolicy, InboundPolicy},
 };
 use reqwest::Url;
 

@@ -17,9 +17,8 @@ use axum::{
     routing::{get, post},
 };
 use common::{
-    db::Database,
-    http_client::ServiceClient,
-    http_server::{InboundPolicy, with_common_routes_and_layers},
+    db::Database, http_client::ServiceClient, http_server::with_common_routes_and_layers,
+    propagation::InboundPolicy,
 };
 
 pub use config::Config;

@@ -19,8 +19,7 @@ use axum::{
     routing::{get, post},
 };
 use common::{
-    db::Database,
-    http_server::{InboundPolicy, with_common_routes_and_layers},
+    db::Database, http_server::with_common_routes_and_layers, propagation::InboundPolicy,
 };
 
 pub use config::Config;

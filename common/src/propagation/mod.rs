@@ -9,20 +9,27 @@
 //! header (so two `traceparent` headers are not rejected and several
 //! `tracestate`/`baggage` headers are not combined), they clear every trace flag
 //! but `sampled` (so the Trace Context Level 2 `random-trace-id` flag is lost),
-//! they validate `tracestate` only partly and can keep part of an invalid one,
-//! and their baggage parser neither follows the W3C grammar nor applies its
-//! limits member by member. [`TraceContextPropagator`] and [`BaggagePropagator`]
-//! implement the specifications; [`HeaderExtractor`] and [`HeaderInjector`]
-//! connect them to [`http::HeaderMap`], which is what axum and reqwest use.
+//! they validate `tracestate` by the 2020 grammar and lose a list whose keys the
+//! current one allows, and their baggage parser neither follows the W3C grammar
+//! nor applies its limits member by member. [`TraceContextPropagator`] (with
+//! [`tracestate`]) and [`BaggagePropagator`] implement the specifications;
+//! [`HeaderExtractor`] and [`HeaderInjector`] connect them to [`http::HeaderMap`],
+//! which is what axum and reqwest use. [`InboundPolicy`] decides how much of a
+//! caller's context a service accepts, and [`set_response_headers`] writes the
+//! trace context of a response (`traceresponse` and `server-timing`).
 
 pub mod baggage;
+pub mod inbound;
 pub mod trace_context;
+pub mod tracestate;
 
 pub use baggage::{BaggageLimits, BaggagePropagator, parse_baggage, serialize_baggage};
+pub use inbound::{BaggagePolicy, Extracted, InboundPolicy};
 pub use trace_context::{
     RandomTraceId, TraceContextPropagator, has_random_trace_id, mark_random_trace_id,
-    parse_traceparent, parse_tracestate, traceresponse,
+    outgoing_tracestate, parse_traceparent, server_timing, set_response_headers, traceresponse,
 };
+pub use tracestate::{TraceStateList, parse_tracestate};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::{
