@@ -4,7 +4,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use common::{
     config::{ConfigError, Vars},
-    http_server::{BaggagePolicy, HttpLimits, InboundPolicy},
+    http_server::{BaggagePolicy, ConnectionLimits, HttpLimits, InboundPolicy},
     propagation::BaggageLimits,
 };
 use reqwest::Url;
@@ -19,6 +19,8 @@ pub struct Config {
     pub order_service_timeout: Duration,
     /// Request size limits.
     pub http: HttpLimits,
+    /// Header read timeout and connection bound of the server.
+    pub server: ConnectionLimits,
     /// What the gateway accepts from outside callers' propagation headers.
     pub inbound: Arc<InboundPolicy>,
 }
@@ -40,6 +42,7 @@ impl Config {
             order_service_timeout: vars
                 .millis_or("ORDER_SERVICE_TIMEOUT_MS", Duration::from_secs(10))?,
             http: HttpLimits::from_vars(vars)?,
+            server: ConnectionLimits::from_vars(vars)?,
             inbound: Arc::new(InboundPolicy {
                 continue_remote_trace: vars.bool_or("CONTINUE_EXTERNAL_TRACES", true)?,
                 baggage: BaggagePolicy::AllowList {
