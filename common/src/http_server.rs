@@ -17,6 +17,9 @@
 //! [`with_common_routes_and_layers`] puts it, with everything else every service needs
 //! (`/healthz`, `/metrics`, JSON answers for unknown routes and methods, size limits), around a
 //! service's own routes.
+//!
+//! [`serve`] runs the result: hyper's HTTP/1 connections with a header read timeout and a
+//! bound on connections ([`ConnectionLimits`]), drained on shutdown.
 
 use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
