@@ -1,9 +1,9 @@
 //! The signal that starts a clean stop.
 //!
 //! `docker compose stop` sends SIGTERM; a terminal sends SIGINT with Ctrl-C. Either resolves
-//! [`signal`], which the services hand to axum's graceful shutdown: stop accepting, let
-//! in-flight requests finish, then return from `serve`, after which `main` flushes the
-//! tracer provider.
+//! [`signal`], which the services hand to [`serve`](crate::http_server::serve): stop
+//! accepting, let in-flight requests finish (idle keep-alive connections close at once), then
+//! return, after which `main` flushes the tracer provider.
 
 /// Resolves on the first SIGTERM or Ctrl-C.
 pub async fn signal() {

@@ -4,7 +4,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use common::{
     config::{ConfigError, Vars},
-    http_server::HttpLimits,
+    http_server::{ConnectionLimits, HttpLimits},
     propagation::{BaggageLimits, BaggagePolicy, InboundPolicy},
 };
 use reqwest::Url;
@@ -21,6 +21,8 @@ pub struct Config {
     pub order_service_timeout: Duration,
     /// Request size limits.
     pub http: HttpLimits,
+    /// Header read timeout and connection bound of the server.
+    pub server: ConnectionLimits,
     /// What the gateway accepts from outside callers' propagation headers.
     pub inbound: Arc<InboundPolicy>,
     /// `TRACE_UI_URL`: when set, every answer links to its trace there.
@@ -44,6 +46,7 @@ impl Config {
             order_service_timeout: vars
                 .millis_or("ORDER_SERVICE_TIMEOUT_MS", Duration::from_secs(10))?,
             http: HttpLimits::from_vars(vars)?,
+            server: ConnectionLimits::from_vars(vars)?,
             trace_ui: trace_ui(vars)?,
             inbound: Arc::new(InboundPolicy {
                 continue_remote_trace: vars.bool_or("CONTINUE_EXTERNAL_TRACES", true)?,

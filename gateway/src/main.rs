@@ -16,7 +16,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding LISTEN_ADDR {}", config.listen_addr))?;
     let app = gateway::router(AppState::new(&config), &config);
-    common::http_server::serve(listener, app, common::shutdown::signal()).await?;
+    common::http_server::serve(listener, app, config.server, common::shutdown::signal()).await?;
 
     telemetry.shutdown().await;
     Ok(())

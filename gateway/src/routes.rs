@@ -8,14 +8,14 @@
 use axum::{
     Json,
     body::Bytes,
-    extract::{Path, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    extract::State,
+    http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use common::{
     api::{CreateOrderRequest, OrderCreated, OrderView},
     error::ErrorBody,
-    extract,
+    extract::{self, IdempotencyKey},
     http_client::Idempotent,
     propagation::with_baggage_entries,
     telemetry::{current_trace_id, record_result},
@@ -31,7 +31,7 @@ use crate::{AppState, error::GatewayError};
 /// `POST /api/orders`.
 pub async fn create_order(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    key: Option<IdempotencyKey>,
     extract::Json(req): extract::Json<CreateOrderRequest>,
 ) -> Result<Response, GatewayError> {
     let tier = req.tier.unwrap_or_default();
@@ -49,14 +49,14 @@ pub async fn create_order(
         ],
     );
     let _ = span.set_parent(cx);
-    async move { record_result(forward_order(&app, &headers, &req).await) }
+    async move { record_result(forward_order(&app, key.as_ref(), &req).await) }
         .instrument(span)
         .await
 }
 
 async fn forward_order(
     app: &AppState,
-    headers: &HeaderMap,
+    key: Option<&IdempotencyKey>,
     req: &CreateOrderRequest,
 ) -> Result<Response, GatewayError> {
     let mut request = app
@@ -64,10 +64,12 @@ async fn forward_order(
         .request(Method::POST, "/orders", "/orders")
         .json(req);
     // The client's key travels on: the order service is where a retried order is recognised.
-    // With a key, the order service recognises a repeat, so a retry is safe.
-    if let Some(key) = headers.get("idempotency-key") {
+    // With a key, the order service recognises a repeat, so a retry is safe. The key was
+    // checked at the edge by the rule the order service applies too (one header, visible
+    // ASCII), so what is forwarded is exactly the one key the client sent.
+    if let Some(key) = key {
         request = request
-            .header("idempotency-key", key.clone())
+            .header("idempotency-key", key.as_str())
             .with_extension(Idempotent);
     }
     let response = request.send().await.map_err(GatewayError::Unreachable)?;
@@ -100,7 +102,7 @@ async fn forward_order(
 #[tracing::instrument(name = "get_order", skip_all, fields(order_id = %id))]
 pub async fn get_order(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    extract::Path(id): extract::Path<String>,
 ) -> Result<Json<OrderView>, GatewayError> {
     let result = async {
         // Only a UUID goes into the path: anything else (a `..`, an encoded `/` or `?`) could

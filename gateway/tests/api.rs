@@ -452,3 +452,68 @@ async fn an_order_id_that_is_not_a_uuid_is_refused_and_never_reaches_the_order_s
     }
     assert_eq!(app.orders.calls(), 0, "nothing was forwarded");
 }
+
+#[tokio::test]
+async fn an_order_id_that_is_not_utf_8_once_decoded_is_a_json_400_with_a_trace_id() {
+    let app = TestApp::start().await;
+
+    let response = app.get("/api/orders/%FF%FE").await;
+
+    response.assert_error(StatusCode::BAD_REQUEST, "invalid_path", "%FF%FE");
+    assert!(
+        response.error_message().contains("UTF-8"),
+        "{}",
+        response.body
+    );
+    assert_eq!(app.orders.calls(), 0, "nothing was forwarded");
+}
+
+#[tokio::test]
+async fn an_idempotency_key_sent_twice_or_malformed_is_refused_at_the_gateway() {
+    let app = TestApp::start().await;
+    let too_long = "k".repeat(256);
+    // The order service refuses the same keys: one rule (common::extract::IdempotencyKey),
+    // applied at the edge, so the gateway never picks one of two keys and forwards it.
+    let cases: [(&str, &[(&str, &str)]); 4] = [
+        (
+            "two headers",
+            &[("Idempotency-Key", "key-a"), ("Idempotency-Key", "key-b")],
+        ),
+        ("an empty key", &[("Idempotency-Key", "")]),
+        ("a key with a space", &[("Idempotency-Key", "key a")]),
+        ("a key of 256 characters", &[("Idempotency-Key", &too_long)]),
+    ];
+    for (case, headers) in cases {
+        let response = app.post_order_with(headers, ORDER).await;
+
+        response.assert_error(StatusCode::BAD_REQUEST, "invalid_idempotency_key", case);
+    }
+    assert_eq!(app.orders.calls(), 0, "nothing was forwarded");
+}
+
+#[tokio::test]
+async fn a_15_kb_tier_is_refused_with_a_short_message_that_says_what_was_wrong() {
+    let app = TestApp::start().await;
+    let body = format!(
+        r#"{{"user_id":1,"amount":42.50,"tier":"{}"}}"#,
+        "A".repeat(15 * 1024)
+    );
+
+    let response = app.post_order(&body).await;
+
+    response.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", "tier");
+    assert!(
+        response.body.len() < 400,
+        "{} bytes: {}",
+        response.body.len(),
+        response.body
+    );
+    let message = response.error_message();
+    assert!(
+        message.starts_with("tier: unknown variant `AAAA"),
+        "{message}"
+    );
+    assert!(message.contains("…`"), "the echo is cut visibly: {message}");
+    assert!(message.contains("expected one of `standard`"), "{message}");
+    assert_eq!(app.orders.calls(), 0);
+}

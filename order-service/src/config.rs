@@ -5,7 +5,7 @@ use std::{net::SocketAddr, time::Duration};
 use common::{
     config::{ConfigError, Vars},
     db::PoolSettings,
-    http_server::HttpLimits,
+    http_server::{ConnectionLimits, HttpLimits},
 };
 use reqwest::Url;
 use sqlx::postgres::PgConnectOptions;
@@ -20,6 +20,8 @@ pub struct Config {
     pub payment_timeout: Duration,
     /// Request size limits.
     pub http: HttpLimits,
+    /// Header read timeout and connection bound of the server.
+    pub server: ConnectionLimits,
 }
 
 impl Config {
@@ -35,6 +37,7 @@ impl Config {
                 .service_url("PAYMENT_SERVICE_URL", "e.g. http://payment-service:8082")?,
             payment_timeout: vars.millis_or("PAYMENT_TIMEOUT_MS", Duration::from_millis(2000))?,
             http: HttpLimits::from_vars(vars)?,
+            server: ConnectionLimits::from_vars(vars)?,
         })
     }
 }

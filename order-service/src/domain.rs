@@ -6,8 +6,9 @@
 
 use std::fmt;
 
-use common::api::{
-    AmountError, CARD_TOKEN_RULE, CreateOrderRequest, DecimalAmount, is_valid_card_token,
+use common::{
+    api::{AmountError, CARD_TOKEN_RULE, CreateOrderRequest, DecimalAmount, is_valid_card_token},
+    error::echo,
 };
 use uuid::Uuid;
 
@@ -161,7 +162,7 @@ impl NewOrder {
                     "currency",
                     format!(
                         "{:?} is not a supported ISO 4217 code (supported: {})",
-                        truncate(code, 16),
+                        echo(code),
                         CURRENCIES.map(|c| c.code).join(", ")
                     ),
                 )
@@ -220,11 +221,6 @@ fn too_large(currency: Currency) -> ValidationError {
         "amount",
         format!("must be at most {MAX_ORDER_MAJOR_UNITS} {}", currency.code),
     )
-}
-
-/// Echo at most `max` characters of a client's value back in an error message.
-fn truncate(s: &str, max: usize) -> String {
-    s.chars().take(max).collect()
 }
 
 #[cfg(test)]

@@ -18,8 +18,6 @@ use crate::{
 pub enum OrderError {
     #[error("{0}")]
     Validation(#[from] ValidationError),
-    #[error("Idempotency-Key must be 1 to 255 visible ASCII characters")]
-    InvalidIdempotencyKey,
     #[error("this Idempotency-Key was used for a different order")]
     IdempotencyKeyReused { order_id: OrderId },
     #[error("order ids are UUIDs")]
@@ -60,9 +58,6 @@ impl IntoResponse for OrderError {
         let error = match &self {
             OrderError::Validation(_) => {
                 ApiError::client(S::UNPROCESSABLE_ENTITY, "validation_failed", message)
-            }
-            OrderError::InvalidIdempotencyKey => {
-                ApiError::client(S::BAD_REQUEST, "invalid_idempotency_key", message)
             }
             // The IETF idempotency-key draft's answer to a key reused with another payload.
             OrderError::IdempotencyKeyReused { order_id } => {
@@ -120,7 +115,6 @@ impl SpanFailure for OrderError {
     fn failure(&self) -> Option<Failure> {
         let error_type = match self {
             OrderError::Validation(_)
-            | OrderError::InvalidIdempotencyKey
             | OrderError::IdempotencyKeyReused { .. }
             | OrderError::MalformedId
             | OrderError::NotFound(_) => return None,

@@ -10,13 +10,13 @@
 
 use axum::{
     Json,
-    extract::{Path, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    extract::State,
+    http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use common::{
     api::{ChargeRequest, CreateOrderRequest, OrderCreated, OrderStatus, OrderView},
-    extract,
+    extract::{self, IdempotencyKey},
     http_server::run_to_completion,
     telemetry::{current_trace_id, record_result},
 };
@@ -40,14 +40,16 @@ use crate::{
 )]
 pub async fn create_order(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    key: Option<IdempotencyKey>,
     extract::Json(req): extract::Json<CreateOrderRequest>,
 ) -> Result<Response, OrderError> {
-    let key = idempotency_key(&headers)?.map(str::to_owned);
     // Once the order is being saved and charged, that finishes, and is recorded, even if the
     // caller gives up: an order is never left charged but `pending`.
     record_result(
-        run_to_completion(async move { save_order(&app, key.as_deref(), &req).await }).await,
+        run_to_completion(async move {
+            save_order(&app, key.as_ref().map(IdempotencyKey::as_str), &req).await
+        })
+        .await,
     )
 }
 
@@ -168,30 +170,11 @@ fn created(id: OrderId, status: OrderStatus, replayed: bool) -> Response {
     response
 }
 
-/// The `Idempotency-Key` header, if any: 1 to 255 visible ASCII characters.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, OrderError> {
-    let mut values = headers.get_all("idempotency-key").iter();
-    let Some(value) = values.next() else {
-        return Ok(None);
-    };
-    if values.next().is_some() {
-        return Err(OrderError::InvalidIdempotencyKey);
-    }
-    match value.to_str() {
-        Ok(key)
-            if !key.is_empty() && key.len() <= 255 && key.bytes().all(|b| b.is_ascii_graphic()) =>
-        {
-            Ok(Some(key))
-        }
-        _ => Err(OrderError::InvalidIdempotencyKey),
-    }
-}
-
 /// `GET /orders/{id}`.
 #[tracing::instrument(name = "load_order", skip_all, fields(order_id = %id))]
 pub async fn get_order(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    extract::Path(id): extract::Path<String>,
 ) -> Result<Json<OrderView>, OrderError> {
     let id = OrderId(Uuid::parse_str(&id).map_err(|_| OrderError::MalformedId)?);
     let row = app.store.get(id).await?.ok_or(OrderError::NotFound(id))?;

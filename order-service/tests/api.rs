@@ -531,3 +531,88 @@ async fn reading_an_unknown_or_malformed_order_id_is_a_json_error(
     }
     app.close().await;
 }
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn an_order_id_that_is_not_utf_8_once_decoded_is_a_json_400_with_a_trace_id(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let app = TestApp::start(options).await;
+
+    let response = app.get("/orders/%FF%FE").await;
+
+    response.assert_error(StatusCode::BAD_REQUEST, "invalid_path", "%FF%FE");
+    app.close().await;
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn two_idempotency_keys_are_refused_with_400_and_nothing_saved_or_charged(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let app = TestApp::start(options).await;
+
+    let response = app
+        .send(
+            axum::http::Method::POST,
+            "/orders",
+            &[
+                ("content-type", "application/json"),
+                ("idempotency-key", "key-a"),
+                ("idempotency-key", "key-b"),
+            ],
+            ORDER.to_owned(),
+        )
+        .await;
+
+    response.assert_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_idempotency_key",
+        "two keys",
+    );
+    assert!(
+        response.error_message().contains("one Idempotency-Key"),
+        "{}",
+        response.body
+    );
+    assert_eq!(app.order_count().await, 0);
+    assert_eq!(app.payments.calls(), 0);
+    app.close().await;
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn a_15_kb_tier_or_currency_is_refused_with_a_short_message(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let app = TestApp::start(options).await;
+    let long = "A".repeat(15 * 1024);
+    // (field, body, what the message still says)
+    let cases = [
+        (
+            "tier",
+            format!(r#"{{"user_id":1,"amount":1,"tier":"{long}"}}"#),
+            "expected one of `standard`",
+        ),
+        (
+            "currency",
+            format!(r#"{{"user_id":1,"amount":1,"currency":"{long}"}}"#),
+            "is not a supported ISO 4217 code",
+        ),
+    ];
+    for (field, body, says) in cases {
+        let response = app.post_order(&body).await;
+
+        assert_eq!(response.status, StatusCode::UNPROCESSABLE_ENTITY, "{field}");
+        assert!(
+            response.body.len() < 600,
+            "{field}: {} bytes",
+            response.body.len()
+        );
+        let message = response.error_message();
+        assert!(message.starts_with(field), "{field}: {message}");
+        assert!(message.contains(says), "{field}: {message}");
+    }
+    assert_eq!(app.order_count().await, 0);
+    app.close().await;
+}

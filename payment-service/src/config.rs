@@ -5,7 +5,7 @@ use std::{net::SocketAddr, time::Duration};
 use common::{
     config::{ConfigError, Vars},
     db::PoolSettings,
-    http_server::HttpLimits,
+    http_server::{ConnectionLimits, HttpLimits},
 };
 use sqlx::postgres::PgConnectOptions;
 
@@ -17,6 +17,8 @@ pub struct Config {
     pub processor: ProcessorSettings,
     /// Request size limits.
     pub http: HttpLimits,
+    /// Header read timeout and connection bound of the server.
+    pub server: ConnectionLimits,
 }
 
 /// How the simulated card processor behaves.
@@ -50,6 +52,7 @@ impl Config {
                 failure_rate,
             },
             http: HttpLimits::from_vars(vars)?,
+            server: ConnectionLimits::from_vars(vars)?,
         })
     }
 }

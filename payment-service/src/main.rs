@@ -21,7 +21,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding LISTEN_ADDR {}", config.listen_addr))?;
     let app = payment_service::router(AppState::new(&config, db), &config);
-    common::http_server::serve(listener, app, common::shutdown::signal()).await?;
+    common::http_server::serve(listener, app, config.server, common::shutdown::signal()).await?;
 
     telemetry.shutdown().await;
     Ok(())

@@ -457,3 +457,35 @@ async fn unknown_routes_and_wrong_methods_get_json_errors(
     assert_eq!(app.payment_count().await, 0);
     app.close().await;
 }
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn malformed_paths_and_oversized_values_are_json_errors_with_short_messages(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let app = TestApp::new(options);
+
+    // The payment service has no path parameters: a path that is not UTF-8 once decoded
+    // matches no route, and gets the JSON 404.
+    let response = app.get("/charge/%FF%FE").await;
+    response.assert_error(StatusCode::NOT_FOUND, "not_found", "%FF%FE");
+
+    let body = format!(
+        r#"{{"order_id":"{}","user_id":1,"amount_minor":100,"currency":"USD"}}"#,
+        "f".repeat(15 * 1024)
+    );
+    let response = app.charge_raw("application/json", &body).await;
+    response.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", "order_id");
+    assert!(
+        response.body.len() < 600,
+        "{} bytes: {}",
+        response.body.len(),
+        response.body
+    );
+    assert!(
+        response.error_message().starts_with("order_id"),
+        "{}",
+        response.body
+    );
+    app.close().await;
+}

@@ -937,3 +937,81 @@ async fn a_concurrent_run_with_a_crash_loses_and_doubles_nothing() {
         "no charge without its confirmed order"
     );
 }
+
+#[tokio::test]
+async fn the_gateway_cuts_slow_headers_and_idle_connections_and_answers_bad_paths_in_json() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let system = System::start_with(Options::default().env(
+        Binary::Gateway,
+        "HTTP_HEADER_READ_TIMEOUT_MS",
+        "500",
+    ))
+    .await;
+    let address = format!("127.0.0.1:{}", system.gateway.port());
+
+    // Slowloris: the headers, a byte every 100 ms, would take seconds to arrive.
+    let request = b"GET /healthz HTTP/1.1\r\nHost: gateway\r\nUser-Agent: slow\r\n\r\n";
+    let (mut read, mut write) = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("the gateway accepts")
+        .into_split();
+    let drip = tokio::spawn(async move {
+        for byte in request {
+            if write.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let start = Instant::now();
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(4), read.read_to_end(&mut answer)).await;
+    let elapsed = start.elapsed();
+    drip.abort();
+    assert!(
+        closed.is_ok(),
+        "the slow client still held its connection after {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_millis(1500),
+        "cut only after {elapsed:?}"
+    );
+    assert!(answer.is_empty(), "the slow request was served");
+
+    // An idle keep-alive connection is closed after the same timeout.
+    let mut idle = tokio::net::TcpStream::connect(&address).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buffer = [0; 1024];
+    let n = idle.read(&mut buffer).await.unwrap();
+    assert!(
+        buffer[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buffer[..n])
+    );
+    let start = Instant::now();
+    let eof = tokio::time::timeout(Duration::from_secs(3), idle.read(&mut buffer)).await;
+    assert!(
+        matches!(eof, Ok(Ok(0) | Err(_))),
+        "an idle connection stays open: {eof:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // The server still serves everyone else, and a path that is not UTF-8 is a JSON 400.
+    let response = system
+        .http
+        .get(format!("{}/api/orders/%FF%FE", system.gateway.url()))
+        .send()
+        .await
+        .expect("an answer");
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.expect("a JSON error body");
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_path", "{body}");
+    assert_eq!(body["trace_id"].as_str().map(str::len), Some(32), "{body}");
+}

@@ -11,10 +11,19 @@
 //! Two formats: JSON lines (one object per line, for containers and log shippers) and
 //! readable text (for a terminal). `LOG_FORMAT` chooses; by default a terminal gets text
 //! and anything else JSON.
+//!
+//! Much of a line comes from callers: baggage values (percent-decoded, so `%0A` is a line
+//! feed), error messages, fields that quote a request. No such value may start a new line or
+//! drive the terminal, or one request could write a forged `{"level":"ERROR",...}` line or
+//! clear the screen. So every value, in both formats, is written with its control characters
+//! (C0, DEL, C1) and the Unicode line, paragraph and bidirectional controls escaped: in JSON
+//! as `\uXXXX` (serde_json escapes only C0), in text as `\n`, `\u{1b}`, with values that are
+//! not plain words quoted, so a value cannot pose as another `key=value` either.
 
-use std::{fmt, io::IsTerminal};
+use std::{borrow::Cow, fmt, io::IsTerminal};
 
 use opentelemetry::{baggage::BaggageExt, trace::TraceContextExt};
+use serde::Serialize as _;
 use serde_json::{Map, Value};
 use tracing::{Event, Subscriber, field::Field};
 use tracing_subscriber::{
@@ -120,32 +129,130 @@ where
                     // A field never overwrites the envelope: `message` or `trace_id` stay true.
                     line.entry(k).or_insert(v);
                 }
-                let json = serde_json::to_string(&line).map_err(|_| fmt::Error)?;
+                let mut json = Vec::with_capacity(256);
+                line.serialize(&mut serde_json::Serializer::with_formatter(
+                    &mut json,
+                    EscapingFormatter,
+                ))
+                .map_err(|_| fmt::Error)?;
+                let json = String::from_utf8(json).map_err(|_| fmt::Error)?;
                 writeln!(writer, "{json}")
             }
             LogFormat::Text => {
                 write!(
                     writer,
-                    "{timestamp} {:>5} {} {}: {message}",
+                    "{timestamp} {:>5} {} {}: {}",
                     meta.level(),
-                    self.service,
-                    meta.target()
+                    text_value(&self.service),
+                    text_value(meta.target()),
+                    escape_controls(&message),
                 )?;
                 for (k, v) in &fields.values {
                     match v {
-                        Value::String(s) => write!(writer, " {k}={s:?}")?,
-                        other => write!(writer, " {k}={other}")?,
+                        // Strings are always quoted: a field is a value, not a word.
+                        Value::String(s) => write!(writer, " {}={}", text_value(k), quoted(s))?,
+                        other => write!(writer, " {}={other}", text_value(k))?,
                     }
                 }
                 if let Some(name) = span_name {
-                    write!(writer, " span={name}")?;
+                    write!(writer, " span={}", text_value(name))?;
                 }
                 for (k, v) in correlation {
-                    write!(writer, " {k}={v}")?;
+                    write!(writer, " {}={}", text_value(k), text_value(&v))?;
                 }
                 writeln!(writer)
             }
         }
+    }
+}
+
+/// Whether `c` could break a log line or drive a terminal: the C0 and C1 controls and DEL
+/// (`char::is_control`), the line and paragraph separators that some viewers break on, and
+/// the bidirectional controls that can make a line read as something else.
+fn is_unsafe(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// A value in the text format: bare when it is a plain word (`gold`, `order-service`,
+/// `4bf9...`), else quoted with [`quoted`].
+fn text_value(s: &str) -> Cow<'_, str> {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_alphanumeric() || "-_.:/@".contains(c));
+    if plain {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(quoted(s))
+    }
+}
+
+/// `s` in double quotes, with `"` and `\\` escaped and every unsafe character written as an
+/// escape.
+fn quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c => push_char(&mut out, c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `s` with its unsafe characters escaped, and nothing else changed: for the free text of a
+/// message, which stays readable.
+fn escape_controls(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(is_unsafe) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        push_char(&mut out, c);
+    }
+    Cow::Owned(out)
+}
+
+fn push_char(out: &mut String, c: char) {
+    use std::fmt::Write as _;
+    match c {
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        c if is_unsafe(c) => {
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        }
+        c => out.push(c),
+    }
+}
+
+/// serde_json's compact output, with every [`is_unsafe`] character escaped as `\uXXXX`.
+/// serde_json escapes C0 itself; DEL, C1 and the Unicode controls it writes as they are,
+/// valid JSON that a terminal showing the line would still obey.
+struct EscapingFormatter;
+
+impl serde_json::ser::Formatter for EscapingFormatter {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            if is_unsafe(c) {
+                writer.write_all(&fragment.as_bytes()[start..i])?;
+                // Every unsafe character is in the Basic Multilingual Plane: one \u escape.
+                write!(writer, "\\u{:04x}", u32::from(c))?;
+                start = i + c.len_utf8();
+            }
+        }
+        writer.write_all(&fragment.as_bytes()[start..])
     }
 }
 
@@ -322,5 +429,92 @@ mod tests {
             LogFormat::Text
         );
         assert!(LogFormat::from_vars(&Vars::from_pairs([("LOG_FORMAT", "xml")])).is_err());
+    }
+
+    /// The attack from the issue: a baggage value that, percent-decoded, is a line feed and a
+    /// forged JSON log line; and a message, a field and a value with terminal escapes.
+    const FORGED: &str = "user_id=1%0A%7B%22level%22%3A%22ERROR%22%2C%22message%22%3A%22forged%22%7D%0D%1B%5B2J%C2%9B31m%E2%80%A8";
+
+    fn hostile_event() {
+        use opentelemetry::propagation::TextMapPropagator as _;
+        let headers = std::collections::HashMap::from([("baggage".to_owned(), FORGED.to_owned())]);
+        let cx = crate::telemetry::propagator().extract(&headers);
+        assert!(
+            cx.baggage()
+                .get("user_id")
+                .is_some_and(|v| v.as_str().contains('\n')),
+            "the propagator decodes %0A: the attack reaches the formatter"
+        );
+        let span = tracing::info_span!("charge_card");
+        let _ = span.set_parent(cx);
+        let _entered = span.enter();
+        let reason = "bad\n{\"level\":\"ERROR\"}\u{1b}]0;owned\u{7}";
+        tracing::warn!(
+            reason = %reason,
+            error = "x\r\ny",
+            "message\r\n{{\"level\":\"ERROR\"}}\u{1b}[31m"
+        );
+    }
+
+    /// The output holds one line per event and no character a terminal would act on.
+    fn assert_one_safe_line(out: &str) {
+        assert_eq!(out.matches('\n').count(), 1, "one line: {out:?}");
+        assert!(out.ends_with('\n'), "{out:?}");
+        let unsafe_chars: Vec<char> = out
+            .trim_end_matches('\n')
+            .chars()
+            .filter(|&c| is_unsafe(c))
+            .collect();
+        assert!(unsafe_chars.is_empty(), "{unsafe_chars:?} in {out:?}");
+    }
+
+    #[test]
+    fn a_forged_line_in_baggage_stays_one_escaped_json_line() {
+        let out = capture(LogFormat::Json, hostile_event);
+
+        assert_one_safe_line(&out);
+        let line: Value = serde_json::from_str(out.trim()).expect("one JSON object");
+        // Escaped, not lost: the line still says exactly what was sent.
+        assert_eq!(
+            line["user_id"],
+            "1\n{\"level\":\"ERROR\",\"message\":\"forged\"}\r\u{1b}[2J\u{9b}31m\u{2028}"
+        );
+        assert_eq!(
+            line["reason"],
+            "bad\n{\"level\":\"ERROR\"}\u{1b}]0;owned\u{7}"
+        );
+        assert_eq!(line["level"], "WARN");
+        assert!(out.contains(r"\u009b31m\u2028"), "{out}");
+    }
+
+    #[test]
+    fn a_forged_line_in_baggage_stays_one_escaped_text_line() {
+        let out = capture(LogFormat::Text, hostile_event);
+
+        assert_one_safe_line(&out);
+        assert!(
+            out.contains(r#" user_id="1\n{\"level\":\"ERROR\",\"message\":\"forged\"}\r\u{1b}[2J\u{9b}31m\u{2028}""#),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#"message\r\n{"level":"ERROR"}\u{1b}[31m reason="bad\n"#),
+            "{out}"
+        );
+        assert!(out.contains(r#" error="x\r\ny""#), "{out}");
+        // Plain values stay bare and readable.
+        assert!(out.contains(" span=charge_card trace_id="), "{out}");
+    }
+
+    #[test]
+    fn a_value_cannot_pose_as_another_field_in_text() {
+        let out = capture(LogFormat::Text, || {
+            let span = tracing::info_span!("lookup_user");
+            let _ = span.set_parent(opentelemetry::Context::new().with_baggage([
+                opentelemetry::KeyValue::new("session_id", "abc trace_id=0000"),
+            ]));
+            let _entered = span.enter();
+            tracing::info!("user found");
+        });
+        assert!(out.contains(r#" session_id="abc trace_id=0000""#), "{out}");
     }
 }

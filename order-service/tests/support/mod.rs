@@ -127,7 +127,8 @@ impl TestApp {
         self.send(Method::GET, path, &[], String::new()).await
     }
 
-    async fn send(
+    /// Any request; the path is sent exactly as given.
+    pub async fn send(
         &self,
         method: Method,
         path: &str,
