@@ -139,7 +139,7 @@ pub async fn fetch_trace(
 fn is_jaeger_not_found(body: &[u8]) -> bool {
     serde_json::from_slice::<serde_json::Value>(body)
         .ok()
-        .is_some_and(|v| v["error"]["httpCode"] == 404 || v["error"].is_object())
+        .is_some_and(|v| v["error"].is_object())
 }
 
 /// The error and its causes in one line: reqwest's own message is only "error sending

@@ -33,8 +33,10 @@ Environment:
   COLUMNS     the width when --width is not given (else 80)
   NO_COLOR    when set and not empty, no colour (colour is only used on a terminal)";
 
-/// See a trace in the terminal: a waterfall with its critical path and bottleneck, from
-/// Jaeger, from a file of OTLP JSON, or from OTLP exporters directly (`listen`).
+/// See a trace in the terminal: its waterfall, critical path and bottleneck.
+///
+/// The spans come from Jaeger's query API (a TRACE_ID), from a file of OTLP JSON (--file), or
+/// straight from OTLP exporters (listen).
 #[derive(Parser)]
 #[command(
     name = "trace-view",
@@ -91,8 +93,11 @@ struct Output {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Receive OTLP over gRPC and HTTP and print each trace when it is complete: no span of it
-    /// arrived for the quiet time. Stop with Ctrl-C (or SIGTERM): pending traces are printed.
+    /// Receive OTLP over gRPC and HTTP and print each trace when it is complete.
+    ///
+    /// A trace is complete when no span of it arrived for the quiet time (exporters send a span
+    /// once it has ended). Spans arriving for a trace already printed print it again, marked
+    /// as updated. Ctrl-C or SIGTERM prints what is pending, stops the servers and exits 0.
     Listen(ListenArgs),
 }
 
