@@ -1,9 +1,10 @@
 //! OTLP JSON, read and written.
 //!
 //! The OTLP/HTTP JSON encoding differs from protobuf's canonical JSON in ways generic decoders
-//! get wrong: trace and span ids are hex (not base64), 64-bit integers (timestamps,
-//! `intValue`) may be strings or numbers, and enums (`kind`, `status.code`) are integers,
-//! although some writers use the enum names (`SPAN_KIND_SERVER`). This module's own small serde
+//! get wrong: trace and span ids are hex (base64, what generic protobuf JSON writers produce,
+//! is accepted too), 64-bit integers (timestamps, `intValue`) may be strings or numbers, and
+//! enums (`kind`, `status.code`) are integers, although some writers use the enum names
+//! (`SPAN_KIND_SERVER`). This module's own small serde
 //! model accepts all of those, in either of two wrappers: the bare `{"resourceSpans": [...]}`
 //! that OTLP/HTTP and `otel-cli`-style tools write, and Jaeger v2's query API envelope
 //! `{"result": {"resourceSpans": [...]}}`. (opentelemetry-proto's `with-serde` feature rejects
@@ -369,12 +370,21 @@ fn value(v: AnyValue) -> AttrValue {
     }
 }
 
-/// A hex id of `bytes` bytes, in lowercase; the error says what is wrong with it.
-fn id(hex: &str, bytes: usize) -> Result<String, String> {
-    if hex.len() != bytes * 2 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!("{hex:?} is not {} hex digits", bytes * 2));
+/// An id of `bytes` bytes as lowercase hex; the error says what is wrong with it.
+///
+/// OTLP JSON writes ids in hex. Generic protobuf JSON writers use base64 for `bytes` fields
+/// instead; its length differs from hex's for both id sizes (24 vs 32, 12 vs 16), so it is
+/// accepted too without ambiguity.
+fn id(text: &str, bytes: usize) -> Result<String, String> {
+    if text.len() == bytes * 2 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(text.to_ascii_lowercase());
     }
-    Ok(hex.to_ascii_lowercase())
+    match base64_decode(text) {
+        Some(decoded) if text.len() == bytes.div_ceil(3) * 4 && decoded.len() == bytes => {
+            Ok(crate::span::hex(&decoded))
+        }
+        _ => Err(format!("{text:?} is not {} hex digits", bytes * 2)),
+    }
 }
 
 /// A 64-bit unsigned integer written as a JSON number or a decimal string.
@@ -662,6 +672,17 @@ mod tests {
             let error = decode(doc.as_bytes()).expect_err(doc).to_string();
             assert!(error.contains(expected), "{doc}: {error}");
         }
+    }
+
+    #[test]
+    fn base64_ids_of_generic_protobuf_json_writers_are_accepted() {
+        let doc = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[
+            {"traceId":"S/kvNXezTaajzpKdDg5HNg==","spanId":"APBnqgupArc=","parentSpanId":"U5lcP0LNitg="}
+        ]}]}]}"#;
+        let spans = decode(doc.as_bytes()).expect("decodes");
+        assert_eq!(spans[0].trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(spans[0].span_id, "00f067aa0ba902b7");
+        assert_eq!(spans[0].parent_span_id.as_deref(), Some("53995c3f42cd8ad8"));
     }
 
     #[test]
