@@ -78,10 +78,10 @@ const SERVICE_MAX: usize = 16;
 const KIND_WIDTH: usize = 8;
 const TIME_WIDTH: usize = 6;
 const BAR_MIN: usize = 10;
-/// Columns besides the name and the bar: the two markers (critical path, error), then
-/// service, kind, start and duration, each after a space, and the space before the bar.
+/// Columns besides the name and the bar: the two markers (critical path, error) and a space,
+/// then service, kind, start and duration, each after a space, and the space before the bar.
 const fn fixed_columns(service: usize) -> usize {
-    2 + (1 + service) + (1 + KIND_WIDTH) + (1 + TIME_WIDTH) + (1 + TIME_WIDTH) + 1
+    3 + (1 + service) + (1 + KIND_WIDTH) + (1 + TIME_WIDTH) + (1 + TIME_WIDTH) + 1
 }
 
 /// Draws `trace` as a waterfall; see the module docs. Ends with a newline.
@@ -137,7 +137,7 @@ pub fn waterfall(trace: &Trace, style: &Style) -> String {
     let bar_width = width - fixed - name_width;
 
     let title = format!(
-        "  {:<name_width$} {:<service_width$} {:<KIND_WIDTH$} {:>TIME_WIDTH$} {:>TIME_WIDTH$}",
+        "   {:<name_width$} {:<service_width$} {:<KIND_WIDTH$} {:>TIME_WIDTH$} {:>TIME_WIDTH$}",
         "span", "service", "kind", "start", "took"
     );
     // The legend of the two marker columns, when the bar column has room for it.
@@ -194,7 +194,7 @@ pub fn waterfall(trace: &Trace, style: &Style) -> String {
             (false, false) => style.paint(bar, DIM),
         };
         let line = format!(
-            "{}{}{name_cell} {} {:<KIND_WIDTH$} {:>TIME_WIDTH$} {:>TIME_WIDTH$} {bar}",
+            "{}{} {name_cell} {} {:<KIND_WIDTH$} {:>TIME_WIDTH$} {:>TIME_WIDTH$} {bar}",
             if on_path { '*' } else { ' ' },
             if error { '!' } else { ' ' },
             pad(&fit(service_label(s), service_width), service_width),
@@ -213,7 +213,7 @@ pub fn waterfall(trace: &Trace, style: &Style) -> String {
             } else {
                 format!("ERROR {summary}")
             };
-            let line = fit(&format!("  {indent}  ✗ {text}"), width);
+            let line = fit(&format!("   {indent}  ✗ {text}"), width);
             push_line(&mut out, &style.paint(&line, RED));
         }
     }
@@ -545,16 +545,16 @@ mod tests {
             "Trace ID: 4bf92f3577b34da6a3ce929d0e0e4736 · 166 ms · 7 spans"
         );
         assert_eq!(lines[1], "services: svc, payment-service");
-        assert!(lines[3].starts_with("* POST /api/orders "), "{}", lines[3]);
-        assert!(lines[4].starts_with("* └ create_order "), "{}", lines[4]);
+        assert!(lines[3].starts_with("*  POST /api/orders "), "{}", lines[3]);
+        assert!(lines[4].starts_with("*  └ create_order "), "{}", lines[4]);
         assert!(
-            lines[5].starts_with("*   ├ a span with a name far"),
+            lines[5].starts_with("*    ├ a span with a name far"),
             "{}",
             lines[5]
         );
         assert!(lines[5].contains('…'), "long names are cut: {}", lines[5]);
         assert!(
-            lines[7].starts_with("*!    ├ lookup_user") && lines[7].contains("INTERNAL"),
+            lines[7].starts_with("*!     ├ lookup_user") && lines[7].contains("INTERNAL"),
             "{}",
             lines[7]
         );
@@ -564,12 +564,12 @@ mod tests {
             lines[8]
         );
         assert!(
-            lines[9].starts_with("*     └ call_stripe_api"),
+            lines[9].starts_with("*      └ call_stripe_api"),
             "{}",
             lines[9]
         );
         assert!(lines[10].starts_with("orphans: "), "{}", lines[10]);
-        assert!(lines[11].starts_with("  orphaned "), "{}", lines[11]);
+        assert!(lines[11].starts_with("   orphaned "), "{}", lines[11]);
         assert_eq!(
             lines[12],
             "critical path: POST /api/orders > create_order > charge_card > call_stripe_api"
