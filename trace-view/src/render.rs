@@ -77,7 +77,10 @@ const BOLD_RED: &str = "1;31";
 const SERVICE_MAX: usize = 16;
 const KIND_WIDTH: usize = 8;
 const TIME_WIDTH: usize = 6;
-const BAR_MIN: usize = 10;
+/// Enough cells to place a span on the timeline roughly; at 80 columns the rest goes to the
+/// names, so the order trace (nine levels deep) reads without a cut. Wider terminals widen
+/// the bar.
+const BAR_MIN: usize = 6;
 /// Columns besides the name and the bar: the two markers (critical path, error) and a space,
 /// then service, kind, start and duration, each after a space, and the space before the bar.
 const fn fixed_columns(service: usize) -> usize {
@@ -584,6 +587,50 @@ mod tests {
             "{}",
             lines[9]
         );
+    }
+
+    #[test]
+    fn the_order_traces_deepest_names_are_not_cut_at_80_columns() {
+        // Nine levels, as `POST /api/orders` down to `SELECT users`, with the services' names.
+        let names = [
+            "POST /api/orders",
+            "create_order",
+            "POST /orders",
+            "POST /orders",
+            "save_order",
+            "POST /charge",
+            "POST /charge",
+            "charge_card",
+            "lookup_user",
+            "SELECT users",
+        ];
+        let mut spans: Vec<ReceivedSpan> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let parent = (i > 0).then(|| format!("{:x}", i));
+                let mut s = span(
+                    &format!("{:x}", i + 1),
+                    parent.as_deref(),
+                    name,
+                    i as u64,
+                    200,
+                );
+                s.service_name = "payment-service".into();
+                s
+            })
+            .collect();
+        // `INSERT payments` is a sibling of `lookup_user`, at depth 8.
+        let mut insert = span("f0", Some("8"), "INSERT payments", 20, 30);
+        insert.service_name = "payment-service".into();
+        spans.push(insert);
+        let text = waterfall(&Trace::new("1".repeat(32), spans), &plain(80));
+        for name in ["SELECT users", "INSERT payments", "lookup_user"] {
+            assert!(
+                text.lines().any(|l| l.contains(&format!(" {name} "))),
+                "{name} is cut:\n{text}"
+            );
+        }
     }
 
     #[test]
