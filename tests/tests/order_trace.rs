@@ -11,6 +11,7 @@ use e2e::{
     },
 };
 use serde_json::json;
+use trace_view::{Style, Trace, waterfall};
 
 fn order() -> serde_json::Value {
     json!({"user_id": 1, "amount": 42.50, "currency": "USD", "tier": "gold"})
@@ -56,7 +57,16 @@ async fn one_order_is_one_trace_from_the_gateway_to_postgres() {
         .receiver
         .wait_for_trace(&trace_id, ORDER_TRACE_SPANS, PATIENCE)
         .await;
-    println!("{}", render_tree(&spans));
+    // The real waterfall, as `trace-view` draws it (`--nocapture` shows it).
+    let trace = Trace::new(trace_id.clone(), spans.clone());
+    let drawn = waterfall(
+        &trace,
+        &Style {
+            width: 100,
+            colour: false,
+        },
+    );
+    println!("{drawn}");
     assert_eq!(
         render_shape(&spans),
         ORDER_TRACE,
@@ -184,12 +194,48 @@ async fn one_order_is_one_trace_from_the_gateway_to_postgres() {
         }
     }
 
-    // The processor call is the bottleneck, as in the tutorial's waterfall.
+    // The processor call is the bottleneck, as in the tutorial's waterfall, and the critical
+    // path leads to it through the payment.
     let stripe = find(&spans, "payment-service", "call_stripe_api");
     assert!(
         stripe.duration() >= Duration::from_millis(150),
         "{:?}",
         stripe.duration()
+    );
+    let bottleneck = trace.bottleneck().expect("a critical path");
+    let bottleneck_span = &trace.spans[bottleneck.span];
+    assert_eq!(
+        (
+            bottleneck_span.name.as_str(),
+            bottleneck_span.service_name.as_str()
+        ),
+        ("call_stripe_api", "payment-service"),
+        "{drawn}"
+    );
+    assert_eq!(
+        bottleneck.self_ns,
+        stripe.end_unix_nano - stripe.start_unix_nano,
+        "a span without children is on the path for all of its time"
+    );
+    let chain: Vec<&str> = trace
+        .chain_to_bottleneck()
+        .into_iter()
+        .map(|i| trace.spans[i].name.as_str())
+        .collect();
+    assert_eq!(chain.first(), Some(&"POST /api/orders"), "{drawn}");
+    assert!(
+        chain.ends_with(&["charge_card", "call_stripe_api"]),
+        "{chain:?}\n{drawn}"
+    );
+    let summary: Vec<&str> = drawn.lines().rev().take(2).collect();
+    assert!(
+        summary[1].starts_with("critical path: POST /api/orders > ")
+            && summary[1].ends_with(" > charge_card > call_stripe_api"),
+        "{drawn}"
+    );
+    assert!(
+        summary[0].starts_with("bottleneck call_stripe_api (payment-service): "),
+        "{drawn}"
     );
 
     // And the database says what the response said.

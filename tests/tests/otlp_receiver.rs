@@ -1,6 +1,7 @@
-//! Self-test of the in-process OTLP receiver (`e2e::otlp`), without the
-//! services: hand-built export requests go in over both OTLP/HTTP and
-//! OTLP/gRPC, and every field must come out decoded. The end-to-end tests trust
+//! Self-test of the in-process OTLP receiver (`e2e::otlp`, which is `trace_view::receiver`),
+//! without the services: hand-built export requests go in over OTLP/HTTP (protobuf and JSON)
+//! and OTLP/gRPC, and every field must come out decoded; hostile requests (compressed, of an
+//! unknown type, too large) are refused clearly, and the store stays within its bounds. The end-to-end tests trust
 //! this receiver to tell them what the services exported, and its fault
 //! injection (stop, restart, failing, slow) to simulate a broken collector, so
 //! both are checked here where a failure points at the receiver itself.
@@ -9,8 +10,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use e2e::otlp::{
-    AttrValue, Behaviour, OtlpReceiver, ReceivedEvent, ReceivedSpan, SpanKind, SpanStatus,
-    children, find, render_tree,
+    AttrValue, Behaviour, OtlpReceiver, ReceivedEvent, ReceivedSpan, ReceiverConfig, SpanKind,
+    SpanStatus, children, find, render_tree,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::{
@@ -524,4 +525,137 @@ async fn wait_for_trace_returns_once_enough_spans_arrived_or_the_timeout_passed(
         .await;
     assert_eq!(spans.len(), 3);
     assert!(started.elapsed() >= Duration::from_millis(200));
+}
+
+/// The JSON encoding of `order_request(trace_id)`, as an OTLP/HTTP JSON exporter sends it.
+fn order_request_json(trace_id: [u8; 16]) -> Vec<u8> {
+    let spans = trace_view::span::decode_request(order_request(trace_id));
+    serde_json::to_vec(&trace_view::json::encode(&spans)).expect("encode OTLP JSON")
+}
+
+async fn post_raw(
+    receiver: &OtlpReceiver,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, String) {
+    let mut request = reqwest::Client::new()
+        .post(format!("{}/v1/traces", receiver.http_endpoint()))
+        .body(body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.expect("POST /v1/traces");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn spans_exported_as_otlp_json_are_decoded_like_protobuf() {
+    let receiver = OtlpReceiver::start().await;
+    let (status, body) = post_raw(
+        &receiver,
+        &[("content-type", "application/json")],
+        order_request_json(TRACE_VIA_HTTP),
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, "{}"));
+    assert_order_trace(&receiver.trace(&hex(&TRACE_VIA_HTTP)), TRACE_VIA_HTTP);
+    assert_eq!(receiver.spans_received(), 3);
+}
+
+#[tokio::test]
+async fn compressed_unknown_and_malformed_bodies_are_refused_with_what_is_wrong() {
+    let receiver = OtlpReceiver::start().await;
+    let protobuf = order_request(TRACE_VIA_HTTP).encode_to_vec();
+    for (headers, body, status, says) in [
+        (
+            vec![
+                ("content-type", "application/x-protobuf"),
+                ("content-encoding", "gzip"),
+            ],
+            protobuf.clone(),
+            415,
+            "Content-Encoding \"gzip\" is not supported",
+        ),
+        (
+            vec![("content-type", "text/plain")],
+            protobuf.clone(),
+            415,
+            "send application/x-protobuf or application/json",
+        ),
+        (
+            vec![("content-type", "application/json")],
+            b"{\"resourceSpans\": [{\"scopeSpans\": [{\"spans\": [{\"traceId\": \"zz\"}]}]}]}"
+                .to_vec(),
+            400,
+            "traceId \"zz\" is not 32 hex digits",
+        ),
+        (
+            vec![("content-type", "application/json")],
+            b"[1, 2".to_vec(),
+            400,
+            "not OTLP JSON",
+        ),
+    ] {
+        let (got, text) = post_raw(&receiver, &headers, body).await;
+        assert_eq!(got, status, "{headers:?}: {text}");
+        assert!(text.contains(says), "{headers:?}: {text}");
+    }
+    assert!(receiver.spans().is_empty());
+    assert_eq!(receiver.spans_received(), 0);
+}
+
+#[tokio::test]
+async fn the_store_keeps_the_last_traces_and_counts_everything_received() {
+    let receiver = OtlpReceiver::bind(ReceiverConfig {
+        max_traces: 2,
+        max_spans_per_trace: 2,
+        max_body_bytes: 64 * 1024,
+        ..ReceiverConfig::default()
+    })
+    .await
+    .expect("bind the receiver");
+    let mut grpc = TraceServiceClient::connect(receiver.grpc_endpoint())
+        .await
+        .expect("connect to the gRPC receiver");
+    let traces = [TRACE_VIA_HTTP, TRACE_VIA_GRPC, LINKED_TRACE];
+    for trace in traces {
+        grpc.export(order_request(trace))
+            .await
+            .expect("gRPC export");
+    }
+    assert_eq!(receiver.spans_received(), 9, "every span is counted");
+    assert_eq!(receiver.traces_evicted(), 1, "the oldest trace made room");
+    assert_eq!(
+        receiver.spans_dropped(),
+        3,
+        "one span over the limit per trace"
+    );
+    assert!(receiver.trace(&hex(&TRACE_VIA_HTTP)).is_empty());
+    assert_eq!(receiver.trace(&hex(&TRACE_VIA_GRPC)).len(), 2);
+    assert_eq!(receiver.trace(&hex(&LINKED_TRACE)).len(), 2);
+    let summaries: Vec<String> = receiver
+        .trace_summaries()
+        .into_iter()
+        .map(|s| s.trace_id)
+        .collect();
+    assert_eq!(summaries, [hex(&TRACE_VIA_GRPC), hex(&LINKED_TRACE)]);
+
+    // A body over the limit is refused over both protocols, and not stored.
+    let big = ExportTraceServiceRequest {
+        resource_spans: (0..400)
+            .map(|_| order_request(TRACE_VIA_HTTP).resource_spans.remove(0))
+            .collect(),
+    };
+    assert!(big.encoded_len() > 64 * 1024);
+    let (status, _) = post_raw(
+        &receiver,
+        &[("content-type", "application/x-protobuf")],
+        big.encode_to_vec(),
+    )
+    .await;
+    assert_eq!(status, 413);
+    let error = grpc.export(big).await.expect_err("too large for gRPC");
+    assert_eq!(error.code(), tonic::Code::OutOfRange, "{error}");
+    assert_eq!(receiver.spans_received(), 9);
 }
