@@ -32,7 +32,7 @@ use sqlx::{
 use tracing::{Instrument, field::Empty};
 
 use crate::{
-    config::{ConfigError, Vars},
+    config::{ConfigError, Secret, Vars},
     telemetry::{Failure, record_failure},
 };
 
@@ -121,7 +121,11 @@ impl PoolSettings {
 impl Database {
     /// A pool that connects on first use: the service starts (and answers `/healthz`) while
     /// the database is still coming up, and reconnects by itself after it went away.
-    pub fn connect_lazy(options: PgConnectOptions, settings: PoolSettings) -> Self {
+    ///
+    /// The options hold the password, so they arrive as a [`Secret`]; once inside the pool
+    /// they are out of reach of `Debug` (sqlx prints a pool's sizes, not its options).
+    pub fn connect_lazy(options: Secret<PgConnectOptions>, settings: PoolSettings) -> Self {
+        let options = options.expose_secret().clone();
         let target = Target {
             namespace: options
                 .get_database()

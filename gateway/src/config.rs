@@ -4,6 +4,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use common::{
     config::{ConfigError, Vars},
+    http_client::ResponseLimit,
     http_server::{BaggagePolicy, HttpLimits, InboundPolicy},
     propagation::BaggageLimits,
 };
@@ -17,6 +18,8 @@ pub struct Config {
     /// the payment call, so the order service can answer (and record the order's state)
     /// before the gateway gives up on it.
     pub order_service_timeout: Duration,
+    /// The most of one order service answer that is read (`UPSTREAM_RESPONSE_LIMIT_BYTES`).
+    pub order_service_response_limit: ResponseLimit,
     /// Request size limits.
     pub http: HttpLimits,
     /// What the gateway accepts from outside callers' propagation headers.
@@ -39,6 +42,7 @@ impl Config {
                 .service_url("ORDER_SERVICE_URL", "e.g. http://order-service:8081")?,
             order_service_timeout: vars
                 .millis_or("ORDER_SERVICE_TIMEOUT_MS", Duration::from_secs(10))?,
+            order_service_response_limit: ResponseLimit::from_vars(vars)?,
             http: HttpLimits::from_vars(vars)?,
             inbound: Arc::new(InboundPolicy {
                 continue_remote_trace: vars.bool_or("CONTINUE_EXTERNAL_TRACES", true)?,

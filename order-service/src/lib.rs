@@ -20,6 +20,7 @@ use common::{
     db::Database,
     http_client::ServiceClient,
     http_server::{InboundPolicy, with_common_routes_and_layers},
+    signing::ChargeSigner,
 };
 
 pub use config::Config;
@@ -37,10 +38,11 @@ impl AppState {
     pub fn new(config: &Config, db: Database) -> Self {
         AppState {
             store: Store::new(db),
-            payments: PaymentClient::new(ServiceClient::new(
-                config.payment_service_url.clone(),
-                config.payment_timeout,
-            )),
+            payments: PaymentClient::new(
+                ServiceClient::new(config.payment_service_url.clone(), config.payment_timeout)
+                    .with_response_limit(config.payment_response_limit),
+                ChargeSigner::new(config.charge_signing_key.clone()),
+            ),
         }
     }
 }
