@@ -309,3 +309,26 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_printed_database_shows_no_password() {
+        let options: PgConnectOptions = "postgres://orders:hunter2@db:5432/orders"
+            .parse()
+            .expect("a database URL");
+        assert!(
+            format!("{options:?}").contains("hunter2"),
+            "sqlx prints the password, which is why the options travel as a Secret"
+        );
+        let db = Database::connect_lazy(Secret::new(options), PoolSettings::default());
+        let printed = format!("{db:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(
+            printed.contains("orders"),
+            "the target is still shown: {printed}"
+        );
+    }
+}

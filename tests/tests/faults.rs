@@ -1036,3 +1036,47 @@ async fn an_order_service_answering_160_mib_costs_the_gateway_a_502_not_the_memo
     assert!(fake.produced() < HUGE / 4, "read {} bytes", fake.produced());
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
 }
+
+#[tokio::test]
+async fn services_with_different_signing_keys_charge_nothing_and_the_trace_says_where() {
+    let system = System::start_with(Options::default().env(
+        Binary::PaymentService,
+        "CHARGE_SIGNING_KEY",
+        "not the order service's key, but as long",
+    ))
+    .await;
+
+    let response = system.post_order(order(1)).await;
+
+    assert_error(&response, 502, "payment_error");
+    let order_id = response.order_id();
+    assert_eq!(
+        payments_for(&system, &order_id.to_string()).await,
+        Vec::<String>::new()
+    );
+    let refused = count_for(
+        &system,
+        "SELECT count(*) FROM refused_charges WHERE order_id = $1 AND reason = 'signature_mismatch'",
+        order_id,
+    )
+    .await;
+    assert_eq!(refused, 1, "the refusal names the order");
+    // The gateway's 3 spans, the order service's 7, and the payment service's POST /charge,
+    // charge_card and INSERT refused_charges.
+    let spans = system
+        .receiver
+        .wait_for_trace(response.trace_id(), 13, PATIENCE)
+        .await;
+    let charge_card = find(&spans, "payment-service", "charge_card");
+    assert_eq!(
+        charge_card.str_attr("error.type"),
+        Some("charge_not_authorised"),
+        "{}",
+        render_tree(&spans)
+    );
+    assert!(
+        red(&spans).contains(&"charge_card [payment-service]".to_owned()),
+        "{:?}",
+        red(&spans)
+    );
+}
