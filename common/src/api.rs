@@ -136,7 +136,9 @@ impl fmt::Display for CustomerTier {
     }
 }
 
-/// `POST /charge` on the payment service.
+/// `POST /charge` on the payment service, sent with the order service's signature of it in
+/// the `charge-signature` header ([`crate::signing`]): every field is signed, so none can be
+/// changed on the way.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChargeRequest {
     /// One order is charged at most once: the payment service treats this as the

@@ -7,8 +7,18 @@
 //! `Vars` reads from a lookup function rather than from `std::env` directly, so tests build
 //! configurations from a list of pairs without touching (unsafe, process-global) environment
 //! variables.
+//!
+//! A setting that is a secret (a database URL with its password, a signing key) is held in a
+//! [`Secret`], whose `Debug` and `Display` print `[redacted]`: every `Config` derives `Debug`,
+//! and a `?config` in a log line or a panic message must never print a password.
 
-use std::{collections::HashMap, fmt::Display, str::FromStr, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    fmt::{self, Display},
+    str::FromStr,
+    sync::Arc,
+    time::Duration,
+};
 
 use reqwest::Url;
 
@@ -35,6 +45,45 @@ impl ConfigError {
             value: value.to_owned(),
             reason: reason.to_string(),
         }
+    }
+}
+
+/// A value that must never be printed: a password, a database URL with its password, a key.
+///
+/// `Debug` and `Display` print `[redacted]`, so a struct that holds one can derive `Debug` and
+/// be logged, whole, without leaking it; there is no `Deref`, so reading the value takes a call
+/// to [`expose_secret`](Self::expose_secret) that a reviewer can search for. (The `secrecy`
+/// crate does the same, and also zeroes the memory on drop; this workspace keeps its secrets
+/// for the life of the process, so the wrapper alone is enough, and costs no dependency.)
+#[derive(Clone)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    pub fn new(value: T) -> Self {
+        Secret(value)
+    }
+
+    /// The value itself, for the one place that needs it (the pool, the signer).
+    pub fn expose_secret(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> From<T> for Secret<T> {
+    fn from(value: T) -> Self {
+        Secret(value)
+    }
+}
+
+impl<T> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl<T> fmt::Display for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
     }
 }
 
@@ -84,19 +133,20 @@ impl Vars {
         }
     }
 
-    /// A required value that holds a secret (a database URL with its password): like
-    /// [`required`](Self::required), but an error names the variable without echoing the
-    /// value, so the password does not end up in the logs.
+    /// A required value that holds a secret (a database URL with its password, a key): like
+    /// [`required`](Self::required), but the value comes back as a [`Secret`], and an error
+    /// names the variable without echoing the value, so the secret does not end up in the
+    /// logs.
     pub fn required_secret<T>(
         &self,
         name: &'static str,
         hint: &'static str,
-    ) -> Result<T, ConfigError>
+    ) -> Result<Secret<T>, ConfigError>
     where
         T: FromStr,
         T::Err: Display,
     {
-        self.required(name, hint).map_err(|e| match e {
+        self.required(name, hint).map(Secret).map_err(|e| match e {
             ConfigError::Invalid { name, reason, .. } => ConfigError::Invalid {
                 name,
                 value: "<redacted>".to_owned(),
@@ -221,6 +271,27 @@ mod tests {
             "{err}"
         );
         assert!(!err.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn a_secret_prints_as_redacted_however_it_is_formatted() {
+        #[derive(Debug)]
+        #[allow(dead_code)] // read only through Debug, which is the point
+        struct Config {
+            database: Secret<String>,
+        }
+        let config = Config {
+            database: Secret::new("postgres://u:hunter2@db/x".to_owned()),
+        };
+        for printed in [
+            format!("{config:?}"),
+            format!("{config:#?}"),
+            format!("{}", config.database),
+        ] {
+            assert!(!printed.contains("hunter2"), "{printed}");
+            assert!(printed.contains("[redacted]"), "{printed}");
+        }
+        assert_eq!(config.database.expose_secret(), "postgres://u:hunter2@db/x");
     }
 
     #[test]

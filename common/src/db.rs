@@ -32,7 +32,7 @@ use sqlx::{
 use tracing::{Instrument, field::Empty};
 
 use crate::{
-    config::{ConfigError, Vars},
+    config::{ConfigError, Secret, Vars},
     telemetry::{Failure, record_failure},
 };
 
@@ -121,7 +121,11 @@ impl PoolSettings {
 impl Database {
     /// A pool that connects on first use: the service starts (and answers `/healthz`) while
     /// the database is still coming up, and reconnects by itself after it went away.
-    pub fn connect_lazy(options: PgConnectOptions, settings: PoolSettings) -> Self {
+    ///
+    /// The options hold the password, so they arrive as a [`Secret`]; once inside the pool
+    /// they are out of reach of `Debug` (sqlx prints a pool's sizes, not its options).
+    pub fn connect_lazy(options: Secret<PgConnectOptions>, settings: PoolSettings) -> Self {
+        let options = options.expose_secret().clone();
         let target = Target {
             namespace: options
                 .get_database()
@@ -303,5 +307,28 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
                 || matches!(&*code, "40001" | "40P01" | "55P03")
         }),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_printed_database_shows_no_password() {
+        let options: PgConnectOptions = "postgres://orders:hunter2@db:5432/orders"
+            .parse()
+            .expect("a database URL");
+        assert!(
+            format!("{options:?}").contains("hunter2"),
+            "sqlx prints the password, which is why the options travel as a Secret"
+        );
+        let db = Database::connect_lazy(Secret::new(options), PoolSettings::default());
+        let printed = format!("{db:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(
+            printed.contains("orders"),
+            "the target is still shown: {printed}"
+        );
     }
 }

@@ -16,16 +16,29 @@
 //! always when the connection could not be made (nothing was sent), and after a timeout or a
 //! 502/503/504 only when the request is idempotent. Each attempt is its own CLIENT span, the
 //! resends with `http.request.resend_count`, so retries are visible in the waterfall.
+//!
+//! The service on the other end may be wrong or hostile, so what comes back is bounded too:
+//! - **No redirects are followed.** A redirect would re-send the request (its body, its
+//!   `traceparent` and `baggage`) to wherever the answer points, outside the system perhaps.
+//!   Services call each other at fixed addresses; a 3xx is a fault of the neighbour, and
+//!   [`ServiceClient::read_answer`] turns it into an [`AnswerError::Redirect`].
+//! - **An answer is read into memory only up to a limit** ([`ResponseLimit`],
+//!   `UPSTREAM_RESPONSE_LIMIT_BYTES`): a `Content-Length` over it is refused before a byte of
+//!   the body is read, and a body without one (chunked) is counted as it streams and dropped
+//!   the moment it passes the limit, so a neighbour cannot make a service buffer a body of any
+//!   size by lying about it or leaving its length out.
 
 use std::time::Duration;
 
+use axum::body::Bytes;
 use http::Extensions;
-use reqwest::{Method, Request, Response, StatusCode, Url};
+use reqwest::{Method, Request, Response, StatusCode, Url, header::LOCATION};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next, RequestBuilder};
 use tracing::{Instrument, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::{
+    config::{ConfigError, Vars},
     propagation::HeaderInjector,
     telemetry::{Failure, record_failure},
 };
@@ -65,16 +78,90 @@ impl Default for RetryPolicy {
     }
 }
 
+/// The most bytes of one answer a [`ServiceClient`] reads into memory
+/// (`UPSTREAM_RESPONSE_LIMIT_BYTES`).
+///
+/// The default, 1 MiB, is thousands of times what this system's answers are (an order is
+/// about 300 bytes), and small enough that a few hundred answers at the limit at once still
+/// fit in a small container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResponseLimit(pub usize);
+
+impl Default for ResponseLimit {
+    fn default() -> Self {
+        ResponseLimit(1024 * 1024)
+    }
+}
+
+impl ResponseLimit {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let name = "UPSTREAM_RESPONSE_LIMIT_BYTES";
+        let limit: usize = vars.or(name, ResponseLimit::default().0)?;
+        if limit == 0 {
+            return Err(ConfigError::invalid(
+                name,
+                "0",
+                "a limit of 0 would refuse every answer",
+            ));
+        }
+        Ok(ResponseLimit(limit))
+    }
+}
+
+/// An answer read whole: a final (non-redirect) status and a body within the limit.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Bytes,
+}
+
+/// Why an answer could not be read; see the module docs.
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerError {
+    /// A 3xx: service calls follow no redirects.
+    #[error(
+        "answered {status} (a redirect to {location:?}), and service calls follow no redirects"
+    )]
+    Redirect {
+        status: StatusCode,
+        location: Option<String>,
+    },
+    /// The body is (or says it is) longer than the limit; it was not read past the limit.
+    #[error("answered {status} with a body over the {limit}-byte limit")]
+    TooLarge { status: StatusCode, limit: usize },
+    /// The body could not be read: the connection broke, or the attempt timed out.
+    #[error("reading the answer")]
+    Body(#[source] reqwest::Error),
+}
+
+impl AnswerError {
+    /// `error.type` for the span of the request that needed this answer.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            AnswerError::Redirect { .. } => "redirect",
+            AnswerError::TooLarge { .. } => "response_too_large",
+            AnswerError::Body(e) if e.is_timeout() => "timeout",
+            AnswerError::Body(_) => "response_body",
+        }
+    }
+}
+
 /// A client for one downstream service.
+/// How long an idle pooled connection is kept for reuse; see [`ServiceClient::new`].
+const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
+
 #[derive(Clone, Debug)]
 pub struct ServiceClient {
     base: Url,
     http: ClientWithMiddleware,
+    response_limit: ResponseLimit,
 }
 
 impl ServiceClient {
     /// `base` is the service's root URL; `timeout` bounds each attempt, from connecting to
-    /// the last byte of the response. Attempts are retried by the default [`RetryPolicy`].
+    /// the last byte of the response. Attempts are retried by the default [`RetryPolicy`];
+    /// answers are read up to the default [`ResponseLimit`] (see
+    /// [`with_response_limit`](Self::with_response_limit)).
     pub fn new(base: Url, timeout: Duration) -> Self {
         let http = reqwest::Client::builder()
             .timeout(timeout)
@@ -82,6 +169,14 @@ impl ServiceClient {
             // Calls inside the system go straight to the service, whatever proxy variables the
             // container inherits.
             .no_proxy()
+            // A redirect is answered to the caller as a fault (see the module docs); reqwest's
+            // default would follow up to ten, re-sending the body and the trace context.
+            .redirect(reqwest::redirect::Policy::none())
+            // Give up an idle connection before the next service does (its
+            // `HTTP_HEADER_READ_TIMEOUT_MS`, 5 s by default, also closes idle keep-alive
+            // connections): a request sent on a connection the server is closing at that
+            // moment would fail, and a POST is not safe to resend.
+            .pool_idle_timeout(IDLE_CONNECTION_TIMEOUT)
             .build()
             .expect("a client without TLS or proxies always builds");
         // Retries outside tracing: each attempt gets a span of its own.
@@ -89,7 +184,52 @@ impl ServiceClient {
             .with(RetryMiddleware(RetryPolicy::default()))
             .with(TracingMiddleware)
             .build();
-        ServiceClient { base, http }
+        ServiceClient {
+            base,
+            http,
+            response_limit: ResponseLimit::default(),
+        }
+    }
+
+    /// Reads answers up to `limit` bytes instead of the default.
+    pub fn with_response_limit(mut self, limit: ResponseLimit) -> Self {
+        self.response_limit = limit;
+        self
+    }
+
+    /// Reads `response` whole, within this client's [`ResponseLimit`], refusing a redirect;
+    /// see the module docs. Every answer a service reads into memory goes through here.
+    pub async fn read_answer(&self, mut response: Response) -> Result<Answer, AnswerError> {
+        let status = response.status();
+        if status.is_redirection() {
+            let location = response.headers().get(LOCATION).map(|v| {
+                String::from_utf8_lossy(v.as_bytes())
+                    .chars()
+                    .take(256)
+                    .collect()
+            });
+            return Err(AnswerError::Redirect { status, location });
+        }
+        let limit = self.response_limit.0;
+        let too_large = AnswerError::TooLarge { status, limit };
+        // Dropping `response` unread closes its connection: nothing more is received.
+        let declared = response.content_length();
+        if declared.is_some_and(|length| length > limit as u64) {
+            return Err(too_large);
+        }
+        let mut body = Vec::with_capacity(declared.unwrap_or(0) as usize);
+        while let Some(chunk) = response.chunk().await.map_err(AnswerError::Body)? {
+            // Counted before it is kept, so memory never holds more than the limit (plus one
+            // chunk, which hyper has already read).
+            if body.len() + chunk.len() > limit {
+                return Err(too_large);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Answer {
+            status,
+            body: Bytes::from(body),
+        })
     }
 
     /// A request to `path` (already filled in: `/orders/0193…`) whose route template is
@@ -181,8 +321,9 @@ impl Middleware for TracingMiddleware {
             Ok(response) => {
                 let status = response.status();
                 span.record("http.response.status_code", i64::from(status.as_u16()));
-                // For a client, any 4xx or 5xx means the call did not do what it was for.
-                if status.is_client_error() || status.is_server_error() {
+                // For a client, any 4xx or 5xx means the call did not do what it was for; so
+                // does a 3xx, as redirects are not followed.
+                if status.is_redirection() || status.is_client_error() || status.is_server_error() {
                     span.record("otel.status_code", "ERROR");
                     span.set_attribute("error.type", status.as_str().to_owned());
                 }
@@ -246,5 +387,29 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(req.url().as_str(), "http://order-service:8081/orders/42");
+    }
+
+    #[test]
+    fn the_response_limit_defaults_to_a_mebibyte_and_cannot_be_zero() {
+        let limit = |pairs: &[(&str, &str)]| {
+            ResponseLimit::from_vars(&Vars::from_pairs(pairs.iter().copied()))
+        };
+        assert_eq!(limit(&[]), Ok(ResponseLimit(1_048_576)));
+        assert_eq!(
+            limit(&[("UPSTREAM_RESPONSE_LIMIT_BYTES", "4096")]),
+            Ok(ResponseLimit(4096))
+        );
+        for bad in ["0", "-1", "1MiB"] {
+            assert!(
+                matches!(
+                    limit(&[("UPSTREAM_RESPONSE_LIMIT_BYTES", bad)]),
+                    Err(ConfigError::Invalid {
+                        name: "UPSTREAM_RESPONSE_LIMIT_BYTES",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
     }
 }

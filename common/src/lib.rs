@@ -7,6 +7,7 @@
 //! - [`db`]: the Postgres pool, the migrations, and one CLIENT span per SQL statement.
 //! - [`api`]: the JSON bodies that cross service boundaries.
 //! - [`error`] and [`extract`]: one JSON error shape, with the trace id, for every failure.
+//! - [`signing`]: the HMAC with which the order service vouches for each charge it asks for.
 //! - [`config`] and [`shutdown`]: reading the environment, and stopping cleanly.
 //! - [`healthcheck`]: `<binary> healthcheck`, for container health checks.
 
@@ -20,4 +21,5 @@ pub mod http_client;
 pub mod http_server;
 pub mod propagation;
 pub mod shutdown;
+pub mod signing;
 pub mod telemetry;

@@ -4,6 +4,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use common::{
     config::{ConfigError, Vars},
+    http_client::ResponseLimit,
     http_server::{ConnectionLimits, HttpLimits},
     propagation::{BaggageLimits, BaggagePolicy, InboundPolicy},
 };
@@ -19,6 +20,8 @@ pub struct Config {
     /// the payment call, so the order service can answer (and record the order's state)
     /// before the gateway gives up on it.
     pub order_service_timeout: Duration,
+    /// The most of one order service answer that is read (`UPSTREAM_RESPONSE_LIMIT_BYTES`).
+    pub order_service_response_limit: ResponseLimit,
     /// Request size limits.
     pub http: HttpLimits,
     /// Header read timeout and connection bound of the server.
@@ -45,6 +48,7 @@ impl Config {
                 .service_url("ORDER_SERVICE_URL", "e.g. http://order-service:8081")?,
             order_service_timeout: vars
                 .millis_or("ORDER_SERVICE_TIMEOUT_MS", Duration::from_secs(10))?,
+            order_service_response_limit: ResponseLimit::from_vars(vars)?,
             http: HttpLimits::from_vars(vars)?,
             server: ConnectionLimits::from_vars(vars)?,
             trace_ui: trace_ui(vars)?,

@@ -12,7 +12,7 @@ use axum::{
 };
 use common::{
     error::{ApiError, ErrorBody},
-    http_client::error_type,
+    http_client::{AnswerError, error_type},
     telemetry::{Failure, SpanFailure, current_trace_id},
 };
 
@@ -30,6 +30,10 @@ pub enum GatewayError {
     /// The order service answered something that is not this system's JSON.
     #[error("unexpected answer from the order service: {0}")]
     BadUpstreamResponse(String),
+    /// The order service's answer could not be read: a redirect (not followed), a body over
+    /// `UPSTREAM_RESPONSE_LIMIT_BYTES` (not read past the limit), or a connection that broke.
+    #[error("reading the order service's answer")]
+    BadAnswer(#[source] AnswerError),
 }
 
 impl IntoResponse for GatewayError {
@@ -74,6 +78,31 @@ impl IntoResponse for GatewayError {
                 "order_service_error",
                 "the order service failed; retry later",
             ),
+            GatewayError::BadAnswer(ref e) => {
+                let (status, code, message) = match e {
+                    AnswerError::Body(e) if e.is_timeout() => (
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "order_service_timeout",
+                        "the order service did not answer in time. Retry with the same Idempotency-Key: the order is charged at most once",
+                    ),
+                    AnswerError::Redirect { .. } => (
+                        StatusCode::BAD_GATEWAY,
+                        "order_service_error",
+                        "the order service answered with a redirect, which the gateway does not follow",
+                    ),
+                    AnswerError::TooLarge { .. } => (
+                        StatusCode::BAD_GATEWAY,
+                        "order_service_error",
+                        "the order service's answer was larger than the gateway accepts",
+                    ),
+                    AnswerError::Body(_) => (
+                        StatusCode::BAD_GATEWAY,
+                        "order_service_error",
+                        "the order service failed; retry later",
+                    ),
+                };
+                ApiError::client(status, code, message)
+            }
         };
         match failure {
             Some(failure) => error.with_failure(failure),
@@ -102,6 +131,10 @@ impl SpanFailure for GatewayError {
             GatewayError::BadUpstreamResponse(_) => {
                 Some(Failure::of("order_service_bad_response", self))
             }
+            GatewayError::BadAnswer(e) => Some(Failure::of(
+                format!("order_service_{}", e.error_type()),
+                self,
+            )),
         }
     }
 }

@@ -32,7 +32,8 @@ impl AppState {
             orders: ServiceClient::new(
                 config.order_service_url.clone(),
                 config.order_service_timeout,
-            ),
+            )
+            .with_response_limit(config.order_service_response_limit),
         }
     }
 }

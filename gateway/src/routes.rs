@@ -74,7 +74,7 @@ async fn forward_order(
     }
     let response = request.send().await.map_err(GatewayError::Unreachable)?;
     let replayed = response.headers().get("idempotent-replayed").cloned();
-    let (status, body) = read(response).await?;
+    let (status, body) = read(app, response).await?;
     if status != StatusCode::CREATED {
         return Err(upstream_error(status, &body));
     }
@@ -115,7 +115,7 @@ pub async fn get_order(
             .send()
             .await
             .map_err(GatewayError::Unreachable)?;
-        let (status, body) = read(response).await?;
+        let (status, body) = read(&app, response).await?;
         if status != StatusCode::OK {
             return Err(upstream_error(status, &body));
         }
@@ -127,13 +127,18 @@ pub async fn get_order(
     record_result(result)
 }
 
-async fn read(response: reqwest::Response) -> Result<(StatusCode, Bytes), GatewayError> {
-    let status = response.status();
-    let body = response
-        .bytes()
+/// The order service's answer, read within the configured limit and never followed if it is
+/// a redirect (`common::http_client::ServiceClient::read_answer`).
+async fn read(
+    app: &AppState,
+    response: reqwest::Response,
+) -> Result<(StatusCode, Bytes), GatewayError> {
+    let answer = app
+        .orders
+        .read_answer(response)
         .await
-        .map_err(|e| GatewayError::Unreachable(e.into()))?;
-    Ok((status, body))
+        .map_err(GatewayError::BadAnswer)?;
+    Ok((answer.status, answer.body))
 }
 
 fn upstream_error(status: StatusCode, body: &[u8]) -> GatewayError {

@@ -517,3 +517,108 @@ async fn a_15_kb_tier_is_refused_with_a_short_message_that_says_what_was_wrong()
     assert!(message.contains("expected one of `standard`"), "{message}");
     assert_eq!(app.orders.calls(), 0);
 }
+
+#[tokio::test]
+async fn a_redirect_from_the_order_service_is_a_502_and_nothing_follows_it() {
+    // Where the redirect points: it records whatever reaches it.
+    let target = e2e::fake::Recorder::start().await;
+    let caller_headers = [
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
+        ("baggage", "session_id=abc123"),
+    ];
+    for status in [
+        StatusCode::MOVED_PERMANENTLY,
+        StatusCode::FOUND,
+        StatusCode::SEE_OTHER,
+        StatusCode::TEMPORARY_REDIRECT,
+        StatusCode::PERMANENT_REDIRECT,
+    ] {
+        let redirector =
+            e2e::fake::redirecting_to(status, &format!("{}/orders", target.url())).await;
+        let app = TestApp::start_with(Orders::Fake, &[("ORDER_SERVICE_URL", &redirector)]).await;
+
+        let placed = app.post_order_with(&caller_headers, ORDER).await;
+        let read = app.get(&format!("/api/orders/{FAKE_ORDER_ID}")).await;
+
+        for (what, response) in [("POST", &placed), ("GET", &read)] {
+            response.assert_error(StatusCode::BAD_GATEWAY, "order_service_error", what);
+            assert!(
+                response.error_message().contains("redirect"),
+                "{status} to {what}: the message says what happened: {}",
+                response.body
+            );
+        }
+        assert_eq!(
+            target.received().len(),
+            0,
+            "{status}: nothing (body, traceparent, baggage) reached the redirect's target: {:?}",
+            target.received()
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_answer_from_the_order_service_is_a_502_without_reading_it_all() {
+    use e2e::fake::{Framing, LargeBody};
+    const HUGE: usize = 160 * 1024 * 1024;
+    for framing in [Framing::ContentLength, Framing::Chunked] {
+        let fake = LargeBody::start(StatusCode::CREATED, HUGE, framing).await;
+        let app = TestApp::start_with(Orders::Fake, &[("ORDER_SERVICE_URL", &fake.url())]).await;
+
+        let started = std::time::Instant::now();
+        let response = app.post_order(ORDER).await;
+        let elapsed = started.elapsed();
+
+        response.assert_error(
+            StatusCode::BAD_GATEWAY,
+            "order_service_error",
+            &format!("{framing:?}"),
+        );
+        assert!(
+            response.error_message().contains("larger than"),
+            "{framing:?}: {}",
+            response.body
+        );
+        assert!(
+            elapsed < Duration::from_secs(5),
+            "{framing:?}: answered at once, not after reading 160 MiB: {elapsed:?}"
+        );
+        // The default limit is 1 MiB; what else was produced sat in socket buffers.
+        assert!(
+            fake.produced() < 32 * 1024 * 1024,
+            "{framing:?}: the gateway made the neighbour produce {} bytes of {HUGE}",
+            fake.produced()
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_answer_size_limit_comes_from_the_configuration() {
+    use e2e::fake::{Framing, LargeBody};
+    // (the limit, whether a 4096-byte answer is over it)
+    for (limit, over) in [("4095", true), ("4096", false)] {
+        let fake = LargeBody::start(StatusCode::CREATED, 4096, Framing::Chunked).await;
+        let app = TestApp::start_with(
+            Orders::Fake,
+            &[
+                ("ORDER_SERVICE_URL", &fake.url()),
+                ("UPSTREAM_RESPONSE_LIMIT_BYTES", limit),
+            ],
+        )
+        .await;
+
+        let response = app.post_order(ORDER).await;
+
+        // Within the limit the answer is read, and found not to be an order.
+        response.assert_error(StatusCode::BAD_GATEWAY, "order_service_error", limit);
+        assert_eq!(
+            response.error_message().contains("larger than"),
+            over,
+            "limit {limit}: {}",
+            response.body
+        );
+    }
+}

@@ -18,7 +18,7 @@ use axum::{
 };
 use common::{
     db::Database, http_client::ServiceClient, http_server::with_common_routes_and_layers,
-    propagation::InboundPolicy,
+    propagation::InboundPolicy, signing::ChargeSigner,
 };
 
 pub use config::Config;
@@ -36,10 +36,11 @@ impl AppState {
     pub fn new(config: &Config, db: Database) -> Self {
         AppState {
             store: Store::new(db),
-            payments: PaymentClient::new(ServiceClient::new(
-                config.payment_service_url.clone(),
-                config.payment_timeout,
-            )),
+            payments: PaymentClient::new(
+                ServiceClient::new(config.payment_service_url.clone(), config.payment_timeout)
+                    .with_response_limit(config.payment_response_limit),
+                ChargeSigner::new(config.charge_signing_key.clone()),
+            ),
         }
     }
 }

@@ -6,11 +6,17 @@
 //! reached the payment service), `payment_unknown` when it might have been (a timeout or a
 //! 5xx after the request was sent). Either way a retry is safe: the payment service charges an
 //! order at most once.
+//!
+//! Every charge is signed (`common::signing`): the signature is this service's word that the
+//! order exists, with this user, amount and currency, and the payment service charges nothing
+//! without it. The answer is read through `ServiceClient::read_answer`, so a redirect or an
+//! oversized body is a failed call, never followed or buffered.
 
 use common::{
     api::{ChargeRequest, ChargeResponse},
     error::ErrorBody,
-    http_client::{Idempotent, ServiceClient, error_type},
+    http_client::{AnswerError, Idempotent, ServiceClient, error_type},
+    signing::{ChargeSigner, SIGNATURE_HEADER},
 };
 use reqwest::{Method, StatusCode};
 
@@ -48,23 +54,27 @@ impl PaymentFailure {
 #[derive(Clone, Debug)]
 pub struct PaymentClient {
     client: ServiceClient,
+    signer: ChargeSigner,
 }
 
 impl PaymentClient {
-    pub fn new(client: ServiceClient) -> Self {
-        PaymentClient { client }
+    pub fn new(client: ServiceClient, signer: ChargeSigner) -> Self {
+        PaymentClient { client, signer }
     }
 
     pub fn service(&self) -> &ServiceClient {
         &self.client
     }
 
+    /// Asks for `request` to be charged, signed. Call it only for an order that is stored:
+    /// the signature vouches that the order exists as the request describes it.
     pub async fn charge(&self, request: &ChargeRequest) -> ChargeResult {
         let response = match self
             .client
             .request(Method::POST, "/charge", "/charge")
             // The payment service charges an order once, however often it is asked.
             .with_extension(Idempotent)
+            .header(SIGNATURE_HEADER, self.signer.sign(request))
             .json(request)
             .send()
             .await
@@ -78,16 +88,16 @@ impl PaymentClient {
                 });
             }
         };
-        let status = response.status();
-        let body = match response.bytes().await {
-            Ok(body) => body,
-            Err(e) if e.is_timeout() => {
+        let (status, body) = match self.client.read_answer(response).await {
+            Ok(answer) => (answer.status, answer.body),
+            Err(AnswerError::Body(e)) if e.is_timeout() => {
                 return ChargeResult::Failed(PaymentFailure::Timeout(e.into()));
             }
+            // A redirect or an oversized answer: the charge may have been made all the same.
             Err(e) => {
-                return ChargeResult::Failed(PaymentFailure::Error(format!(
-                    "reading the response: {e}"
-                )));
+                return ChargeResult::Failed(PaymentFailure::Error(
+                    common::telemetry::error_chain(&e),
+                ));
             }
         };
         match status {

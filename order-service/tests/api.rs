@@ -616,3 +616,133 @@ async fn a_15_kb_tier_or_currency_is_refused_with_a_short_message(
     assert_eq!(app.order_count().await, 0);
     app.close().await;
 }
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn every_charge_is_signed_for_the_stored_order_with_the_shared_key(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    use common::{api::ChargeRequest, config::Secret, signing::ChargeSigner};
+    // A payment service that records the request (and answers nothing useful).
+    let payments = e2e::fake::Recorder::start().await;
+    let app = TestApp::start_with(
+        options,
+        Payments::Fake,
+        &[("PAYMENT_SERVICE_URL", &payments.url())],
+    )
+    .await;
+
+    let response = app.post_order(ORDER).await;
+
+    let order_id = response.order_id();
+    let received = payments.received();
+    assert_eq!(received.len(), 1, "{received:?}");
+    let charge: ChargeRequest =
+        serde_json::from_slice(&received[0].body).expect("a charge request");
+    let stored = app.order(order_id).await;
+    assert_eq!(
+        (
+            charge.order_id,
+            charge.user_id,
+            charge.amount_minor,
+            charge.currency.as_str()
+        ),
+        (
+            order_id,
+            stored.user_id,
+            stored.amount_minor,
+            stored.currency.as_str()
+        ),
+        "the charge is the stored order"
+    );
+    let signature = received[0]
+        .headers
+        .get("charge-signature")
+        .and_then(|v| v.to_str().ok());
+    let payment_side = ChargeSigner::new(Secret::new(
+        e2e::harness::CHARGE_SIGNING_KEY
+            .parse()
+            .expect("a valid key"),
+    ));
+    assert_eq!(
+        payment_side.verify(&charge, signature),
+        Ok(()),
+        "the payment service, with the shared key, accepts the signature: {signature:?}"
+    );
+    app.close().await;
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn a_redirect_from_the_payment_service_is_a_502_and_nothing_follows_it(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let target = e2e::fake::Recorder::start().await;
+    let redirector = e2e::fake::redirecting_to(
+        StatusCode::TEMPORARY_REDIRECT,
+        &format!("{}/charge", target.url()),
+    )
+    .await;
+    let app = TestApp::start_with(
+        options,
+        Payments::Fake,
+        &[("PAYMENT_SERVICE_URL", &redirector)],
+    )
+    .await;
+
+    let response = app.post_order(ORDER).await;
+
+    response.assert_error(StatusCode::BAD_GATEWAY, "payment_error", "a 307");
+    assert_eq!(
+        target.received().len(),
+        0,
+        "the charge (and its signature) did not reach the redirect's target"
+    );
+    // Whoever answered the redirect may have charged: the order says so.
+    assert_eq!(
+        app.order(response.order_id()).await.status,
+        "payment_unknown"
+    );
+    app.close().await;
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn an_oversized_answer_from_the_payment_service_is_a_502_without_reading_it_all(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    use e2e::fake::{Framing, LargeBody};
+    const HUGE: usize = 160 * 1024 * 1024;
+    let fakes = [
+        LargeBody::start(StatusCode::OK, HUGE, Framing::ContentLength).await,
+        LargeBody::start(StatusCode::OK, HUGE, Framing::Chunked).await,
+    ];
+    for fake in &fakes {
+        let app = TestApp::start_with(
+            options.clone(),
+            Payments::Fake,
+            &[("PAYMENT_SERVICE_URL", &fake.url())],
+        )
+        .await;
+        let started = std::time::Instant::now();
+
+        let response = app.post_order(ORDER).await;
+
+        response.assert_error(StatusCode::BAD_GATEWAY, "payment_error", "160 MiB");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "answered at once: {:?}",
+            started.elapsed()
+        );
+        assert!(
+            fake.produced() < 32 * 1024 * 1024,
+            "the order service made the neighbour produce {} bytes of {HUGE}",
+            fake.produced()
+        );
+        assert_eq!(
+            app.order(response.order_id()).await.status,
+            "payment_unknown"
+        );
+        app.close().await;
+    }
+}

@@ -6,6 +6,7 @@ use axum::{
 };
 use common::{
     error::ApiError,
+    signing::SignatureError,
     telemetry::{Failure, SpanFailure},
 };
 use uuid::Uuid;
@@ -17,6 +18,10 @@ pub enum PaymentError {
     /// The request is not a valid charge (the order service sent something wrong).
     #[error("{0}")]
     Invalid(String),
+    /// The order service did not sign this charge: it did not ask for it, or not with these
+    /// values. Nothing is charged; the refusal is recorded. 403, and a red span.
+    #[error("the charge is not authorised by the order service: {0}")]
+    NotAuthorised(#[source] SignatureError),
     /// The charge was declined; the payment is recorded as such. 402, and a red span.
     #[error("payment declined: {reason}")]
     Declined {
@@ -52,6 +57,11 @@ impl IntoResponse for PaymentError {
                 "validation_failed",
                 message.clone(),
             ),
+            PaymentError::NotAuthorised(_) => ApiError::client(
+                StatusCode::FORBIDDEN,
+                "charge_not_authorised",
+                self.to_string(),
+            ),
             PaymentError::Declined { reason, .. } => ApiError::client(
                 StatusCode::PAYMENT_REQUIRED,
                 "payment_declined",
@@ -84,6 +94,9 @@ impl SpanFailure for PaymentError {
     fn failure(&self) -> Option<Failure> {
         match self {
             PaymentError::Invalid(_) | PaymentError::Conflict(_) => None,
+            // Red: either the keys of the two services differ, or someone who is not the order
+            // service tried to move money. An operator must see both.
+            PaymentError::NotAuthorised(_) => Some(Failure::of("charge_not_authorised", self)),
             PaymentError::Declined { .. } => Some(Failure::of("payment_declined", self)),
             PaymentError::Unavailable(_) => Some(Failure::of("database_unavailable", self)),
             PaymentError::Database(_) => Some(Failure::of("database_error", self)),

@@ -4,6 +4,9 @@
 //! the payment's `INSERT payments` claim, the processor call `call_stripe_api` and the
 //! `UPDATE payments` that records its answer as children. See `routes` for the flow and
 //! `store` for the idempotency that keeps a retried charge from charging twice.
+//!
+//! Only a charge the order service signed is made (`common::signing`); any other is refused
+//! with 403 `charge_not_authorised` and recorded in `refused_charges`.
 
 pub mod config;
 mod domain;
@@ -20,6 +23,7 @@ use axum::{
 };
 use common::{
     db::Database, http_server::with_common_routes_and_layers, propagation::InboundPolicy,
+    signing::ChargeSigner,
 };
 
 pub use config::Config;
@@ -31,6 +35,8 @@ use store::Store;
 pub struct AppState {
     store: Store,
     processor: Arc<Processor>,
+    /// Checks that the order service asked for each charge.
+    signer: ChargeSigner,
 }
 
 impl AppState {
@@ -38,6 +44,7 @@ impl AppState {
         AppState {
             store: Store::new(db),
             processor: Arc::new(Processor::new(config.processor)),
+            signer: ChargeSigner::new(config.charge_signing_key.clone()),
         }
     }
 }

@@ -1,11 +1,20 @@
 //! The payment service's HTTP endpoints.
+//!
+//! `POST /charge` checks, before anything is written, that the order service signed the
+//! charge (`common::signing`): a charge it did not ask for, or asked for with other values,
+//! is refused, recorded in `refused_charges`, and never claims the order's payment row.
 
-use axum::{Json, extract::State, http::StatusCode};
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+};
 use common::{
     api::{ChargeRequest, ChargeResponse, PaymentStatus},
     extract,
     http_server::run_to_completion,
-    telemetry::record_result,
+    signing::{SIGNATURE_HEADER, SignatureError},
+    telemetry::{current_trace_id, record_result},
 };
 use tracing::{Instrument, Span, field::Empty};
 use uuid::Uuid;
@@ -24,12 +33,15 @@ use crate::{
     fields(order_id = %req.order_id, user.id = req.user_id, amount_minor = req.amount_minor, payment.id = Empty, payment.status = Empty)
 )]
 pub async fn charge(
+    headers: HeaderMap,
     State(app): State<AppState>,
     extract::Json(req): extract::Json<ChargeRequest>,
 ) -> Result<Json<ChargeResponse>, PaymentError> {
     // Once a charge has started it finishes, and is recorded, even if the caller gives up.
-    let result =
-        record_result(run_to_completion(async move { charge_card(&app, req).await }).await);
+    let signature = signature(&headers).map(|s| s.map(str::to_owned));
+    let result = record_result(
+        run_to_completion(async move { charge_card(&app, req, signature).await }).await,
+    );
     if let Ok(response) = &result {
         let span = Span::current();
         span.record("payment.status", "succeeded");
@@ -38,8 +50,18 @@ pub async fn charge(
     result.map(Json)
 }
 
-async fn charge_card(app: &AppState, req: ChargeRequest) -> Result<ChargeResponse, PaymentError> {
+async fn charge_card(
+    app: &AppState,
+    req: ChargeRequest,
+    signature: Result<Option<String>, SignatureError>,
+) -> Result<ChargeResponse, PaymentError> {
+    let authorised = signature.and_then(|s| app.signer.verify(&req, s.as_deref()));
+    // A malformed request is refused as such (422, nothing written) whoever sent it; a
+    // well-formed one that the order service did not sign is the one to record.
     let charge = Charge::try_from(req).map_err(PaymentError::Invalid)?;
+    if let Err(reason) = authorised {
+        return Err(refuse(app, &charge, reason).await);
+    }
     let user = lookup_user(app, &charge).await?;
 
     let payment = app.store.claim(Uuid::now_v7(), &charge).await?;
@@ -85,6 +107,37 @@ async fn charge_card(app: &AppState, req: ChargeRequest) -> Result<ChargeRespons
                 reason,
             })
         }
+    }
+}
+
+/// The `charge-signature` header, if there is one; two of them, or one that is not text, is
+/// a malformed signature rather than a choice of either.
+fn signature(headers: &HeaderMap) -> Result<Option<&str>, SignatureError> {
+    let mut values = headers.get_all(SIGNATURE_HEADER).iter();
+    match (values.next(), values.next()) {
+        (None, _) => Ok(None),
+        (Some(value), None) => value
+            .to_str()
+            .map(Some)
+            .map_err(|_| SignatureError::Malformed),
+        (Some(_), Some(_)) => Err(SignatureError::Malformed),
+    }
+}
+
+/// Records a charge refused for its signature and turns it into the error answered. Nothing
+/// else is touched: the order's payment row stays free for the charge the order service signs.
+async fn refuse(app: &AppState, charge: &Charge, reason: SignatureError) -> PaymentError {
+    Span::current().record("payment.status", "refused");
+    tracing::warn!(
+        order_id = %charge.order_id,
+        refusal.reason = reason.as_str(),
+        "charge refused: the order service did not sign it"
+    );
+    let trace_id = current_trace_id().unwrap_or_default();
+    match app.store.record_refused(charge, reason, &trace_id).await {
+        Ok(()) => PaymentError::NotAuthorised(reason),
+        // Refused all the same; the answer says the record could not be made.
+        Err(e) => e.into(),
     }
 }
 

@@ -1,6 +1,9 @@
 //! The payment service's database access: every statement it runs, in one place.
 
-use common::db::{Database, Statement};
+use common::{
+    db::{Database, Statement},
+    signing::SignatureError,
+};
 use uuid::Uuid;
 
 use crate::{
@@ -33,6 +36,14 @@ const SETTLE_PAYMENT: Statement = Statement::new(
     "payments",
     "UPDATE payments SET status = $2, processor_charge_id = $3, decline_reason = $4, updated_at = now() \
      WHERE id = $1 AND status = 'pending'",
+);
+
+/// Records a charge refused for its signature. Never touches `payments`: see the migration.
+const RECORD_REFUSED_CHARGE: Statement = Statement::new(
+    "INSERT",
+    "refused_charges",
+    "INSERT INTO refused_charges (id, order_id, user_id, amount_minor, currency, reason, trace_id) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7)",
 );
 
 /// A row of `payments`.
@@ -106,6 +117,27 @@ impl Store {
                     .bind(charge.currency.clone())
             })
             .await
+    }
+
+    /// Records that `charge` was refused, and why; `trace_id` leads to the request's trace.
+    pub async fn record_refused(
+        &self,
+        charge: &Charge,
+        reason: SignatureError,
+        trace_id: &str,
+    ) -> Result<(), sqlx::Error> {
+        self.db
+            .execute(&RECORD_REFUSED_CHARGE, |q| {
+                q.bind(Uuid::now_v7())
+                    .bind(charge.order_id)
+                    .bind(charge.user_id.0)
+                    .bind(charge.amount_minor)
+                    .bind(charge.currency.clone())
+                    .bind(reason.as_str())
+                    .bind(trace_id.to_owned())
+            })
+            .await
+            .map(drop)
     }
 
     pub async fn settle(

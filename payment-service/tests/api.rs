@@ -489,3 +489,141 @@ async fn malformed_paths_and_oversized_values_are_json_errors_with_short_message
     );
     app.close().await;
 }
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn a_charge_the_order_service_did_not_sign_is_refused_recorded_and_claims_no_payment(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let app = TestApp::new(options);
+    // (what the caller sent as `charge-signature`, the reason recorded)
+    let all_zero = format!("v1={}", "0".repeat(64));
+    let cases: [(Option<&str>, &str); 3] = [
+        (None, "signature_missing"),
+        (Some("not-a-signature"), "signature_malformed"),
+        (Some(all_zero.as_str()), "signature_mismatch"),
+    ];
+    for (signature, reason) in cases {
+        // An order the order service never stored, so never signed.
+        let order_id = Uuid::new_v4();
+
+        let response = app
+            .charge_signed(&charge_body(order_id, 1, 4250), signature)
+            .await;
+
+        response.assert_error(StatusCode::FORBIDDEN, "charge_not_authorised", reason);
+        assert_eq!(
+            app.refusals_for(order_id).await,
+            [reason],
+            "{reason}: the refusal is recorded, with its reason"
+        );
+        assert_eq!(
+            app.payments_for(order_id).await,
+            [],
+            "{reason}: no payment is claimed, let alone charged"
+        );
+    }
+    assert_eq!(app.payment_count().await, 0);
+    app.close().await;
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn a_signed_charge_sent_with_another_amount_is_refused_and_the_real_one_still_succeeds(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let app = TestApp::new(options);
+    let order_id = Uuid::now_v7();
+    let signed = charge_body(order_id, 1, 4250);
+    let signature = app.signature_for(&signed);
+    // A signature taken from a real charge, on other values: the same order for more money,
+    // another user's card, another currency.
+    let tampered = [
+        charge_body(order_id, 1, 499_999),
+        charge_body(order_id, 2, 4250),
+        {
+            let mut body = signed.clone();
+            body["currency"] = json!("EUR");
+            body
+        },
+    ];
+    for body in &tampered {
+        let response = app.charge_signed(body, Some(&signature)).await;
+        response.assert_error(
+            StatusCode::FORBIDDEN,
+            "charge_not_authorised",
+            &body.to_string(),
+        );
+    }
+    assert_eq!(
+        app.refusals_for(order_id).await,
+        ["signature_mismatch"; 3],
+        "every tampered charge is recorded"
+    );
+    assert_eq!(app.payments_for(order_id).await, [], "nothing is claimed");
+
+    // The forged requests came first; the order's own charge is not blocked by them.
+    let real = app.charge_signed(&signed, Some(&signature)).await;
+
+    assert_eq!(real.status, StatusCode::OK, "{}", real.body);
+    assert_eq!(real.json["status"], "succeeded");
+    let payment = app.only_payment_for(order_id).await;
+    assert_eq!(
+        (payment.amount_minor, payment.status.as_str()),
+        (4250, "succeeded")
+    );
+    app.close().await;
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn a_malformed_charge_is_refused_for_its_shape_signed_or_not_and_recorded_nowhere(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let app = TestApp::new(options);
+    let order_id = Uuid::now_v7();
+    let zero = charge_body(order_id, 1, 0);
+    for signature in [None, Some(app.signature_for(&zero))] {
+        let response = app.charge_signed(&zero, signature.as_deref()).await;
+        response.assert_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            "a zero amount",
+        );
+    }
+    assert_eq!(app.refusals_for(order_id).await, Vec::<String>::new());
+    assert_eq!(app.payment_count().await, 0);
+    app.close().await;
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn two_signature_headers_are_a_malformed_signature(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let app = TestApp::new(options);
+    let order_id = Uuid::now_v7();
+    let body = charge_body(order_id, 1, 4250);
+    let signature = app.signature_for(&body);
+
+    let response = app
+        .send_with_headers(
+            Method::POST,
+            "/charge",
+            &[
+                ("content-type", "application/json"),
+                ("charge-signature", &signature),
+                ("charge-signature", &signature),
+            ],
+            body.to_string(),
+        )
+        .await;
+
+    response.assert_error(
+        StatusCode::FORBIDDEN,
+        "charge_not_authorised",
+        "two headers",
+    );
+    assert_eq!(app.refusals_for(order_id).await, ["signature_malformed"]);
+    app.close().await;
+}

@@ -33,6 +33,10 @@ pub use crate::response::TestResponse;
 /// service to start). Generous: CI machines are slow and busy.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
+/// The `CHARGE_SIGNING_KEY` the order and payment services share in tests (see
+/// `common::signing`); [`Service::start`] sets it unless the test's environment has one.
+pub const CHARGE_SIGNING_KEY: &str = "the e2e tests' charge signing key, 32+ bytes";
+
 /// The database server tests create their databases on. `DATABASE_URL` names any database
 /// on it (the `postgres` one by default); each test creates and drops its own.
 fn admin_url() -> String {
@@ -185,16 +189,23 @@ pub struct Service {
 
 impl Service {
     /// Starts `binary` with exactly the environment `env` (nothing is inherited, so a
-    /// developer's own `OTEL_*` or `DATABASE_URL` cannot leak into a test), and waits until
-    /// it is listening.
+    /// developer's own `OTEL_*` or `DATABASE_URL` cannot leak into a test), plus the test
+    /// defaults of what `env` leaves out (`LISTEN_ADDR`, the shared `CHARGE_SIGNING_KEY`),
+    /// and waits until it is listening.
     pub async fn start(binary: Binary, env: &HashMap<String, String>) -> Self {
-        let mut child = Command::new(binary.path())
-            .env_clear()
-            .envs(env)
-            .env(
-                "LISTEN_ADDR",
-                env.get("LISTEN_ADDR").map_or("127.0.0.1:0", String::as_str),
-            )
+        let mut command = Command::new(binary.path());
+        command.env_clear().envs(env).env(
+            "LISTEN_ADDR",
+            env.get("LISTEN_ADDR").map_or("127.0.0.1:0", String::as_str),
+        );
+        if binary != Binary::Gateway {
+            command.env(
+                "CHARGE_SIGNING_KEY",
+                env.get("CHARGE_SIGNING_KEY")
+                    .map_or(CHARGE_SIGNING_KEY, String::as_str),
+            );
+        }
+        let mut child = command
             .env("LOG_FORMAT", "json")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

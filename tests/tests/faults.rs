@@ -9,9 +9,9 @@ use std::{
 };
 
 use e2e::{
-    ORDER_TRACE_SPANS,
+    ORDER_TRACE, ORDER_TRACE_SPANS,
     harness::{Binary, Options, PATIENCE, System, TestResponse},
-    otlp::{Behaviour, ReceivedSpan, SpanStatus, find, render_tree},
+    otlp::{Behaviour, ReceivedSpan, SpanStatus, find, render_shape, render_tree},
 };
 use futures_util::future::join_all;
 use serde_json::{Value, json};
@@ -1014,4 +1014,160 @@ async fn the_gateway_cuts_slow_headers_and_idle_connections_and_answers_bad_path
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], "invalid_path", "{body}");
     assert_eq!(body["trace_id"].as_str().map(str::len), Some(32), "{body}");
+}
+
+#[tokio::test]
+async fn a_charge_for_an_order_nobody_placed_is_refused_recorded_and_red() {
+    let system = System::start().await;
+    let order_id = uuid::Uuid::new_v4();
+    // Straight to the payment service, as anything on its network could: no signature.
+    let response = system
+        .http
+        .post(format!("{}/charge", system.payments.url()))
+        .json(&json!({"order_id": order_id, "user_id": 1, "amount_minor": 4250, "currency": "USD"}))
+        .send()
+        .await
+        .expect("the payment service answers");
+    let response = TestResponse::from_reqwest(response).await;
+
+    assert_error(&response, 403, "charge_not_authorised");
+    let refused = count_for(
+        &system,
+        "SELECT count(*) FROM refused_charges WHERE order_id = $1",
+        order_id,
+    )
+    .await;
+    assert_eq!(refused, 1, "the refusal is recorded");
+    assert_eq!(
+        payments_for(&system, &order_id.to_string()).await,
+        Vec::<String>::new(),
+        "no payment for an order that does not exist"
+    );
+    // POST /charge, charge_card, INSERT refused_charges.
+    let spans = system
+        .receiver
+        .wait_for_trace(response.trace_id(), 3, PATIENCE)
+        .await;
+    let charge_card = find(&spans, "payment-service", "charge_card");
+    assert!(is_error(charge_card), "{}", render_tree(&spans));
+    assert_eq!(
+        charge_card.str_attr("error.type"),
+        Some("charge_not_authorised"),
+        "{}",
+        render_tree(&spans)
+    );
+    assert!(is_error(find(&spans, "payment-service", "POST /charge")));
+    assert!(
+        spans
+            .iter()
+            .all(|s| s.name != "INSERT payments" && s.name != "call_stripe_api"),
+        "nothing is claimed or charged: {}",
+        render_tree(&spans)
+    );
+    find(&spans, "payment-service", "INSERT refused_charges");
+
+    // The order service's own charges are signed with the same key, and keep the trace's shape.
+    let placed = system.post_order(order(1)).await;
+    assert_eq!(placed.status, 201, "{}", placed.body);
+    let spans = system
+        .receiver
+        .wait_for_trace(placed.trace_id(), ORDER_TRACE_SPANS, PATIENCE)
+        .await;
+    assert_eq!(render_shape(&spans), ORDER_TRACE, "{}", render_tree(&spans));
+    assert!(red(&spans).is_empty(), "{:?}", red(&spans));
+}
+
+async fn count_for(system: &System, sql: &'static str, id: uuid::Uuid) -> i64 {
+    let (n,): (i64,) = sqlx::query_as(sql)
+        .bind(id)
+        .fetch_one(system.db.pool())
+        .await
+        .expect("a count");
+    n
+}
+
+#[tokio::test]
+async fn an_order_service_answering_160_mib_costs_the_gateway_a_502_not_the_memory() {
+    use e2e::fake::{Framing, LargeBody};
+    const HUGE: usize = 160 * 1024 * 1024;
+    /// The most memory the process has ever held (VmHWM), in KiB: a body buffered and freed
+    /// again leaves no trace in the current RSS, but does in its high-water mark.
+    fn peak_rss_kib(pid: u32) -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .expect("the gateway's /proc status")
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("a VmHWM line")
+    }
+    let fake = LargeBody::start(axum::http::StatusCode::CREATED, HUGE, Framing::Chunked).await;
+    let system = System::start_with(Options::default().env(
+        Binary::Gateway,
+        "ORDER_SERVICE_URL",
+        &fake.url(),
+    ))
+    .await;
+    let before = peak_rss_kib(system.gateway.pid());
+
+    let started = Instant::now();
+    let response = system.post_order(order(1)).await;
+    let elapsed = started.elapsed();
+
+    assert_error(&response, 502, "order_service_error");
+    let after = peak_rss_kib(system.gateway.pid());
+    let grown_mib = after.saturating_sub(before) as f64 / 1024.0;
+    eprintln!(
+        "gateway peak RSS {before} KiB -> {after} KiB (+{grown_mib:.1} MiB); the neighbour produced {} of {HUGE} bytes; answered in {elapsed:?}",
+        fake.produced()
+    );
+    assert!(
+        grown_mib < 16.0,
+        "the gateway's peak grew by {grown_mib:.1} MiB"
+    );
+    assert!(fake.produced() < HUGE / 4, "read {} bytes", fake.produced());
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn services_with_different_signing_keys_charge_nothing_and_the_trace_says_where() {
+    let system = System::start_with(Options::default().env(
+        Binary::PaymentService,
+        "CHARGE_SIGNING_KEY",
+        "not the order service's key, but as long",
+    ))
+    .await;
+
+    let response = system.post_order(order(1)).await;
+
+    assert_error(&response, 502, "payment_error");
+    let order_id = response.order_id();
+    assert_eq!(
+        payments_for(&system, &order_id.to_string()).await,
+        Vec::<String>::new()
+    );
+    let refused = count_for(
+        &system,
+        "SELECT count(*) FROM refused_charges WHERE order_id = $1 AND reason = 'signature_mismatch'",
+        order_id,
+    )
+    .await;
+    assert_eq!(refused, 1, "the refusal names the order");
+    // The gateway's 3 spans, the order service's 7, and the payment service's POST /charge,
+    // charge_card and INSERT refused_charges.
+    let spans = system
+        .receiver
+        .wait_for_trace(response.trace_id(), 13, PATIENCE)
+        .await;
+    let charge_card = find(&spans, "payment-service", "charge_card");
+    assert_eq!(
+        charge_card.str_attr("error.type"),
+        Some("charge_not_authorised"),
+        "{}",
+        render_tree(&spans)
+    );
+    assert!(
+        red(&spans).contains(&"charge_card [payment-service]".to_owned()),
+        "{:?}",
+        red(&spans)
+    );
 }

@@ -149,6 +149,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let logs = root.join(&args.logs);
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
 
+    // The order service signs each charge and the payment service checks the signature: a key
+    // of this run's own, which no file holds.
+    let signing_key = random_key().context("making a charge signing key")?;
+
     let mut children = Children::default();
     let mut viewer = Command::new(bin_dir.join("trace-view"));
     viewer.args([
@@ -209,10 +213,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             "order-service" => {
                 command
                     .env("DATABASE_URL", database_url.as_str())
+                    .env("CHARGE_SIGNING_KEY", &signing_key)
                     .env("PAYMENT_SERVICE_URL", &urls["payment-service"]);
             }
             _ => {
-                command.env("DATABASE_URL", database_url.as_str());
+                command
+                    .env("DATABASE_URL", database_url.as_str())
+                    .env("CHARGE_SIGNING_KEY", &signing_key);
             }
         }
         for var in args.set.iter().filter(|v| v.service == service) {
@@ -330,6 +337,14 @@ async fn prepare_database(server: &Url, name: &str, fresh: bool) -> anyhow::Resu
         }
     );
     Ok(url)
+}
+
+/// 32 random bytes from the kernel, as 64 hex digits.
+fn random_key() -> std::io::Result<String> {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 32];
+    File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// A database URL fit to print: without its password.
@@ -533,6 +548,13 @@ mod tests {
         for bad in ["", "Orders", "1db", "a;DROP", "a-b", &"x".repeat(64)] {
             assert!(database_name(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn each_run_has_a_signing_key_of_its_own() {
+        let (a, b) = (random_key().unwrap(), random_key().unwrap());
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
     }
 
     #[test]

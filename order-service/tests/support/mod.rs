@@ -28,7 +28,7 @@ use axum::{
     routing::post,
 };
 use common::{
-    config::Vars,
+    config::{Secret, Vars},
     db::{Database, PoolSettings},
 };
 use order_service::{AppState, Config};
@@ -92,11 +92,12 @@ impl TestApp {
             // name that only `options` knows.
             ("DATABASE_URL", "postgres://placeholder/placeholder"),
             ("PAYMENT_SERVICE_URL", payment_url.as_str()),
+            ("CHARGE_SIGNING_KEY", e2e::harness::CHARGE_SIGNING_KEY),
         ];
         pairs.extend_from_slice(vars);
         let mut config =
             Config::from_vars(&Vars::from_pairs(pairs)).expect("the test configuration is valid");
-        config.database = options;
+        config.database = Secret::new(options);
         let db = Database::connect_lazy(config.database.clone(), PoolSettings::default());
         let router = order_service::router(AppState::new(&config, db.clone()), &config);
         TestApp {

@@ -8,8 +8,10 @@
 
 use axum::{Router, http::Method};
 use common::{
-    config::Vars,
+    api::ChargeRequest,
+    config::{Secret, Vars},
     db::{Database, PoolSettings},
+    signing::{ChargeSigner, SIGNATURE_HEADER},
 };
 pub use e2e::response::TestResponse;
 use payment_service::{AppState, Config};
@@ -20,6 +22,8 @@ use uuid::Uuid;
 /// The service under test, and a way to look at its tables.
 pub struct TestApp {
     router: Router,
+    /// Signs charges as the order service does, with the key the service is configured with.
+    signer: ChargeSigner,
     /// The service's own pool, also used by the assertions. Created by [`TestApp::new`];
     /// closed by [`TestApp::close`] so that sqlx can drop the test database afterwards (a
     /// database with open connections cannot be dropped).
@@ -48,9 +52,11 @@ impl TestApp {
             // name that only `options` knows.
             ("DATABASE_URL", "postgres://placeholder/placeholder"),
             ("PROCESSOR_LATENCY_MS", "0"),
+            ("CHARGE_SIGNING_KEY", e2e::harness::CHARGE_SIGNING_KEY),
         ]))
         .expect("the test configuration is valid");
-        config.database = options;
+        config.database = Secret::new(options);
+        let signer = ChargeSigner::new(config.charge_signing_key.clone());
         let db = Database::connect_lazy(
             config.database.clone(),
             PoolSettings {
@@ -62,20 +68,42 @@ impl TestApp {
         let router = payment_service::router(AppState::new(&config, db.clone()), &config);
         TestApp {
             router,
+            signer,
             db,
             _telemetry: e2e::telemetry::install(),
         }
     }
 
-    /// `POST /charge` with a JSON body.
+    /// `POST /charge` with a JSON body, signed as the order service signs it (when the body is
+    /// a `ChargeRequest` at all; one that is not goes unsigned, and is refused for its shape).
     pub async fn charge(&self, body: &Value) -> TestResponse {
-        self.send(
-            Method::POST,
-            "/charge",
-            Some("application/json"),
-            body.to_string(),
-        )
-        .await
+        let signature = serde_json::from_value::<ChargeRequest>(body.clone())
+            .ok()
+            .map(|charge| self.signer.sign(&charge));
+        self.charge_signed(body, signature.as_deref()).await
+    }
+
+    /// `POST /charge` with a JSON body and, if given, this `charge-signature`.
+    pub async fn charge_signed(&self, body: &Value, signature: Option<&str>) -> TestResponse {
+        let mut headers = vec![("content-type", "application/json")];
+        headers.extend(signature.map(|s| (SIGNATURE_HEADER, s)));
+        self.send_with_headers(Method::POST, "/charge", &headers, body.to_string())
+            .await
+    }
+
+    /// The signature the order service would send for `body`.
+    pub fn signature_for(&self, body: &Value) -> String {
+        let charge: ChargeRequest = serde_json::from_value(body.clone()).expect("a charge request");
+        self.signer.sign(&charge)
+    }
+
+    /// The reasons recorded in `refused_charges` for `order_id`, oldest first.
+    pub async fn refusals_for(&self, order_id: Uuid) -> Vec<String> {
+        sqlx::query_scalar("SELECT reason FROM refused_charges WHERE order_id = $1 ORDER BY id")
+            .bind(order_id)
+            .fetch_all(self.db.pool())
+            .await
+            .expect("reading refused charges")
     }
 
     /// `POST /charge` with a body given byte for byte, and any content type.
@@ -99,7 +127,18 @@ impl TestApp {
             .map(|value| ("content-type", value))
             .into_iter()
             .collect();
-        e2e::response::oneshot(&self.router, method, path, &headers, body).await
+        self.send_with_headers(method, path, &headers, body).await
+    }
+
+    /// Any request, with exactly these headers.
+    pub async fn send_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: String,
+    ) -> TestResponse {
+        e2e::response::oneshot(&self.router, method, path, headers, body).await
     }
 
     /// Every payment recorded for `order_id` (the schema allows at most one).
