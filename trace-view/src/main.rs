@@ -30,7 +30,7 @@ Exit codes:
 
 Environment:
   JAEGER_URL  the default of --jaeger
-  COLUMNS     the width when --width is not given (else 80)
+  COLUMNS     the width when --width is not given (else the terminal's, else 80)
   NO_COLOR    when set and not empty, no colour (colour is only used on a terminal)";
 
 /// See a trace in the terminal: its waterfall, critical path and bottleneck.
@@ -86,7 +86,8 @@ struct Output {
     #[arg(long)]
     json: bool,
 
-    /// Width of the waterfall in columns (default: $COLUMNS, else 80; at least 60).
+    /// Width of the waterfall in columns (default: $COLUMNS, else the terminal's width, else 80;
+    /// at least 60).
     #[arg(long, value_name = "N")]
     width: Option<usize>,
 }

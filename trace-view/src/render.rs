@@ -29,8 +29,8 @@ pub const DEFAULT_WIDTH: usize = 80;
 
 impl Style {
     /// Decides the style from the environment, as a pure function so it can be tested:
-    /// the width is `width` (a `--width` flag) if given, else `COLUMNS` if it is a number,
-    /// else 80, and never below [`MIN_WIDTH`]; colour only when stdout is a terminal and
+    /// the width is `width` (a `--width` flag) if given, else `columns` (`COLUMNS`, or the
+    /// terminal's own width) if it is a number, else 80, and never below [`MIN_WIDTH`]; colour only when stdout is a terminal and
     /// `NO_COLOR` is unset or empty (<https://no-color.org>).
     pub fn detect(
         stdout_is_tty: bool,
@@ -50,13 +50,15 @@ impl Style {
     pub fn from_env(width: Option<usize>) -> Style {
         use std::io::IsTerminal as _;
         let no_color = std::env::var("NO_COLOR").ok();
-        let columns = std::env::var("COLUMNS").ok();
-        Style::detect(
-            std::io::stdout().is_terminal(),
-            no_color.as_deref(),
-            columns.as_deref(),
-            width,
-        )
+        let stdout = std::io::stdout();
+        let tty = stdout.is_terminal();
+        // Shells seldom export `COLUMNS`; a terminal knows its own width.
+        let columns = std::env::var("COLUMNS").ok().or_else(|| {
+            tty.then(|| terminal_size::terminal_size_of(&stdout))
+                .flatten()
+                .map(|(terminal_size::Width(w), _)| w.to_string())
+        });
+        Style::detect(tty, no_color.as_deref(), columns.as_deref(), width)
     }
 
     fn paint(&self, text: &str, code: &str) -> String {
