@@ -1,7 +1,7 @@
 //! `bench`: what tracing costs the order flow, in one command.
 //!
 //! ```sh
-//! cargo run --release -p bench              # the full run, about 7 minutes
+//! cargo run --release -p bench              # the full run, about 5 minutes on 2 cores
 //! cargo run --release -p bench -- --smoke   # seconds: checks the machinery, not the numbers
 //! ```
 //!
@@ -50,7 +50,7 @@ use crate::{
 #[command(
     name = "bench",
     after_help = "Examples:\n  \
-        cargo run --release -p bench                  # ~7 minutes; writes bench/RESULTS.md\n  \
+        cargo run --release -p bench                  # ~5 minutes; writes bench/RESULTS.md\n  \
         cargo run --release -p bench -- --smoke       # a few seconds per scenario, writes nothing\n  \
         cargo run --release -p bench -- --soak        # 10 minutes of load, RSS sampled"
 )]
