@@ -16,7 +16,8 @@
 //!   discards, so OTLP encoding and the network are not in these numbers.
 //!
 //! Each reports time per request (criterion) and, printed before it, allocations and bytes
-//! per span (a counting global allocator). The layer settings repeat `common::telemetry`'s.
+//! per span (a counting global allocator). The OpenTelemetry layer is the services' own
+//! ([`common::telemetry::otel_layer`]).
 //!
 //! ```sh
 //! cargo bench -p common --bench instrumentation
@@ -79,20 +80,6 @@ where
         .with_writer(std::io::sink)
 }
 
-fn otel_layer<T>(tracer: T) -> tracing_opentelemetry::OpenTelemetryLayer<Registry, T>
-where
-    T: opentelemetry::trace::Tracer + 'static,
-    T::Span: Send + Sync,
-{
-    tracing_opentelemetry::layer()
-        .with_tracer(tracer)
-        .with_error_fields_to_exceptions(false)
-        .with_error_records_to_exceptions(false)
-        .with_threads(false)
-        .with_tracked_inactivity(false)
-        .with_target(false)
-}
-
 /// The four set-ups, each with the provider to keep alive (and shut down) beside it.
 fn setups() -> Vec<(&'static str, Dispatch, Option<SdkTracerProvider>)> {
     let mut out = vec![(
@@ -104,7 +91,9 @@ fn setups() -> Vec<(&'static str, Dispatch, Option<SdkTracerProvider>)> {
         "sdk disabled",
         Dispatch::new(
             Registry::default()
-                .with(otel_layer(opentelemetry::trace::noop::NoopTracer::new()))
+                .with(common::telemetry::otel_layer(
+                    opentelemetry::trace::noop::NoopTracer::new(),
+                ))
                 .with(log_layer()),
         ),
         None,
@@ -116,7 +105,7 @@ fn setups() -> Vec<(&'static str, Dispatch, Option<SdkTracerProvider>)> {
             name,
             Dispatch::new(
                 Registry::default()
-                    .with(otel_layer(tracer))
+                    .with(common::telemetry::otel_layer(tracer))
                     .with(log_layer()),
             ),
             Some(provider),

@@ -529,19 +529,13 @@ impl fmt::Display for Report {
                 Ms(l.max).to_string()
             )
         };
+        if self.mode.starts_with("open") {
+            writeln!(f, "  latency, from each request's intended send time:")?;
+        }
         writeln!(
             f,
-            "  latency{}: {:>9} {:>10} {:>10} {:>10} {:>10}",
-            if self.mode.starts_with("open") {
-                " from the intended send time"
-            } else {
-                ""
-            },
-            "p50",
-            "p90",
-            "p99",
-            "p99.9",
-            "max"
+            "  {:<12} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "latency", "p50", "p90", "p99", "p99.9", "max"
         )?;
         row(f, "all", &self.latency)?;
         for (kind, l) in &self.latency_by_kind {

@@ -298,7 +298,10 @@ pub fn propagator() -> impl TextMapPropagator + Send + Sync + 'static {
     )
 }
 
-fn otel_layer<T>(tracer: T) -> tracing_opentelemetry::OpenTelemetryLayer<Registry, T>
+/// The `tracing` to OpenTelemetry layer with the settings every service uses. Public so the
+/// instrumentation benchmark (`common/benches/instrumentation.rs`) measures this layer, not a
+/// copy of it.
+pub fn otel_layer<T>(tracer: T) -> tracing_opentelemetry::OpenTelemetryLayer<Registry, T>
 where
     T: opentelemetry::trace::Tracer + 'static,
     T::Span: Send + Sync,
