@@ -237,7 +237,7 @@ async fn benchmark(cli: &Cli) -> anyhow::Result<ExitCode> {
         concurrency: plan.concurrency,
         elapsed: started.elapsed(),
         command: format!(
-            "cargo run {}-p bench --{}",
+            "cargo run {}-p bench{}",
             if system::is_release()? {
                 "--release "
             } else {
@@ -245,7 +245,7 @@ async fn benchmark(cli: &Cli) -> anyhow::Result<ExitCode> {
             },
             command
                 .split_once(' ')
-                .map_or(String::new(), |(_, a)| format!(" {a}"))
+                .map_or(String::new(), |(_, a)| format!(" -- {a}"))
         ),
     };
     let markdown = results.markdown();
