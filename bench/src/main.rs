@@ -1,0 +1,536 @@
+//! `bench`: what tracing costs the order flow, in one command.
+//!
+//! ```sh
+//! cargo run --release -p bench              # the full run, about 5 minutes on 2 cores
+//! cargo run --release -p bench -- --smoke   # seconds: checks the machinery, not the numbers
+//! ```
+//!
+//! For each scenario (tracing off, 100% sampled, 1% sampled, unsampled but propagating, and
+//! 100% sampled with a new connection per request) it starts the whole system (see
+//! [`system`]), warms it up, then measures with the [`loadgen`] library:
+//!
+//! 1. throughput at saturation: a closed loop, the same concurrency for every scenario;
+//! 2. latency at a fixed offered rate: an open loop at 70% of the tracing-off saturation
+//!    (measured in the first round), latency from each request's intended send time;
+//!
+//! and, over phase 1, CPU time per request of every process (each service, the Postgres
+//! backends serving the database, the load generator, the receiver), each service's peak
+//! RSS, and the spans expected, received and dropped. After each tracing-off run, `pgbench`
+//! runs the same statements straight against Postgres ([`pgbench`]) for the database-only
+//! ceiling. Scenarios are interleaved within a round and the rounds repeated; [`report`]
+//! takes medians and spreads and checks the targets of issue 10.
+
+mod pgbench;
+mod procfs;
+mod report;
+mod system;
+
+use std::{
+    path::PathBuf,
+    process::ExitCode,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use loadgen::{Mix, Mode};
+
+use crate::{
+    procfs::CpuSnapshot,
+    report::{Measurement, Scenario},
+    system::{Binary, System},
+};
+
+/// Measures what tracing costs the order flow: three release services, Postgres and an OTLP
+/// receiver on this machine, under the same load with tracing off and on.
+///
+/// Exit codes: 0 ran (targets are reported PASS/MISS, they do not fail the run; in --smoke,
+/// 0 means the machinery works); 1 a run failed or --smoke found a broken flow; 2 usage.
+#[derive(Debug, Parser)]
+#[command(
+    name = "bench",
+    after_help = "Examples:\n  \
+        cargo run --release -p bench                  # ~5 minutes; writes bench/RESULTS.md\n  \
+        cargo run --release -p bench -- --smoke       # a few seconds per scenario, writes nothing\n  \
+        cargo run --release -p bench -- --soak        # 10 minutes of load, RSS sampled"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Tiny counts: checks every scenario runs, spans arrive, nothing fails. Numbers are
+    /// meaningless and the results file is not written.
+    #[arg(long)]
+    smoke: bool,
+    /// Instead of the benchmark: 10 minutes at a fixed rate with 100% sampling, each
+    /// service's RSS sampled every 30 s.
+    #[arg(long, conflicts_with = "smoke")]
+    soak: bool,
+    /// How many times every scenario runs (interleaved).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    rounds: u32,
+    /// Seconds each measured phase lasts (saturation, then fixed rate).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=600))]
+    seconds: u64,
+    /// Requests in flight in the closed loop (and pgbench's clients).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    concurrency: u64,
+    /// Where the results table goes (the part between its markers is replaced).
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Do not run `cargo build --release` for the services first.
+    #[arg(long)]
+    no_build: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// (internal) Run the OTLP receiver in this process; used by the benchmark itself.
+    #[command(hide = true)]
+    Receive,
+}
+
+/// The scenarios, in the order each round runs them.
+const SCENARIOS: [Scenario; 5] = [
+    Scenario {
+        name: "tracing off (`OTEL_SDK_DISABLED=true`)",
+        key: "off",
+        env: &[("OTEL_SDK_DISABLED", "true")],
+        sampled: 0.0,
+        keepalive: true,
+    },
+    Scenario {
+        name: "100% sampled",
+        key: "on",
+        env: &[],
+        sampled: 1.0,
+        keepalive: true,
+    },
+    Scenario {
+        name: "1% sampled (`parentbased_traceidratio` 0.01)",
+        key: "ratio",
+        env: &[
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.01"),
+        ],
+        sampled: 0.01,
+        keepalive: true,
+    },
+    Scenario {
+        name: "unsampled, propagating (`parentbased_always_off`)",
+        key: "unsampled",
+        env: &[("OTEL_TRACES_SAMPLER", "parentbased_always_off")],
+        sampled: 0.0,
+        keepalive: true,
+    },
+    Scenario {
+        name: "100% sampled, a new connection per request",
+        key: "no-keepalive",
+        env: &[],
+        sampled: 1.0,
+        keepalive: false,
+    },
+];
+
+/// Settings of one benchmark run, from the command line.
+struct Plan {
+    rounds: u32,
+    warm_up: Duration,
+    phase: Duration,
+    concurrency: usize,
+    smoke: bool,
+    work: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("bench: starting the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Some(Command::Receive) = cli.command {
+        return match runtime.block_on(system::receive()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bench receive: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    match runtime.block_on(benchmark(&cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("bench: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn benchmark(cli: &Cli) -> anyhow::Result<ExitCode> {
+    if !cli.no_build {
+        eprintln!("bench: building the services");
+        system::build_services()?;
+    }
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("the workspace root")?
+        .to_path_buf();
+    let work = workspace.join("target/bench");
+    std::fs::create_dir_all(&work)?;
+    if !system::is_release()? && !cli.smoke {
+        eprintln!(
+            "bench: warning: a debug build; run with `cargo run --release -p bench` for numbers that mean anything"
+        );
+    }
+    if cli.soak {
+        return soak(&work).await;
+    }
+    let plan = match cli.smoke {
+        true => Plan {
+            rounds: 1,
+            warm_up: Duration::from_millis(300),
+            phase: Duration::from_secs(1),
+            concurrency: 4,
+            smoke: true,
+            work,
+        },
+        false => Plan {
+            rounds: cli.rounds,
+            warm_up: Duration::from_secs(2),
+            phase: Duration::from_secs(cli.seconds),
+            concurrency: cli.concurrency as usize,
+            smoke: false,
+            work,
+        },
+    };
+    let started = Instant::now();
+    let pgbench = pgbench::find();
+    if pgbench.is_none() {
+        eprintln!("bench: pgbench not found; the database-only ceiling is skipped");
+    }
+    let mut measurements: Vec<Measurement> = Vec::new();
+    let mut ceilings: Vec<f64> = Vec::new();
+    let mut fixed_rate: Option<f64> = None;
+    for round in 1..=plan.rounds {
+        for scenario in &SCENARIOS {
+            eprintln!("bench: round {round}/{}: {}", plan.rounds, scenario.name);
+            let (m, ceiling) =
+                measure(&plan, scenario, round, fixed_rate, pgbench.as_deref()).await?;
+            if scenario.key == "off" && fixed_rate.is_none() {
+                fixed_rate = Some((m.saturation_rps * 0.7).max(1.0));
+            }
+            eprintln!("bench:   {}", m.one_line());
+            measurements.push(m);
+            ceilings.extend(ceiling);
+        }
+    }
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let results = report::Results {
+        scenarios: &SCENARIOS,
+        measurements: &measurements,
+        ceilings: &ceilings,
+        fixed_rate: fixed_rate.unwrap_or(0.0),
+        rounds: plan.rounds,
+        phase: plan.phase,
+        concurrency: plan.concurrency,
+        elapsed: started.elapsed(),
+        command: format!(
+            "cargo run {}-p bench{}",
+            if system::is_release()? {
+                "--release "
+            } else {
+                ""
+            },
+            command
+                .split_once(' ')
+                .map_or(String::new(), |(_, a)| format!(" -- {a}"))
+        ),
+    };
+    let markdown = results.markdown();
+    println!("{markdown}");
+    if plan.smoke {
+        let problems = results.smoke_problems();
+        if !problems.is_empty() {
+            for p in &problems {
+                eprintln!("bench --smoke: {p}");
+            }
+            return Ok(ExitCode::from(1));
+        }
+        eprintln!(
+            "bench --smoke: every scenario ran, spans arrived, no errors ({:.0} s)",
+            started.elapsed().as_secs_f64()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let output = cli
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("RESULTS.md"));
+    report::write_between_markers(&output, &markdown)?;
+    eprintln!("bench: written to {}", output.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The loadgen settings the benchmark uses: successful orders only, so every request does
+/// the same work as the pgbench script.
+fn load(target: &str, mode: Mode, duration: Duration, keepalive: bool) -> loadgen::Config {
+    loadgen::Config {
+        target: target.to_owned(),
+        mode,
+        duration: Some(duration),
+        mix: Mix::orders_only(),
+        keepalive,
+        timeout: Duration::from_secs(10),
+    }
+}
+
+/// Every process whose CPU is counted, by role.
+struct Pids {
+    services: Vec<(Binary, u32)>,
+    receiver: u32,
+    postgres: Vec<u32>,
+}
+
+impl Pids {
+    /// Services, Postgres backends, the load generator (this process), the receiver.
+    fn snapshot(&self) -> [CpuSnapshot; 4] {
+        let services: Vec<u32> = self.services.iter().map(|(_, p)| *p).collect();
+        [
+            CpuSnapshot::take(&services),
+            CpuSnapshot::take(&self.postgres),
+            CpuSnapshot::take(&[std::process::id()]),
+            CpuSnapshot::take(&[self.receiver]),
+        ]
+    }
+}
+
+/// One run of one scenario; for tracing off, also the pgbench ceiling on the same database.
+async fn measure(
+    plan: &Plan,
+    scenario: &Scenario,
+    round: u32,
+    fixed_rate: Option<f64>,
+    pgbench: Option<&std::path::Path>,
+) -> anyhow::Result<(Measurement, Option<f64>)> {
+    let logs = plan.work.join(format!("round{round}-{}", scenario.key));
+    let system = System::start(scenario.env, &logs).await?;
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let target = system.gateway_url().to_owned();
+    let closed = Mode::Closed {
+        concurrency: plan.concurrency,
+    };
+    let ignore = |_: &loadgen::Progress| {};
+
+    let warm = loadgen::run(
+        &load(&target, closed, plan.warm_up, scenario.keepalive),
+        std::future::pending(),
+        ignore,
+    )
+    .await?;
+
+    let pids = Pids {
+        services: system
+            .services
+            .iter()
+            .map(|s| (s.binary, s.process.pid()))
+            .collect(),
+        receiver: system.receiver.process.pid(),
+        postgres: system.postgres_backends().await?,
+    };
+    let lost_before = system.spans_lost(&http).await?;
+    let per_service_before: Vec<CpuSnapshot> = pids
+        .services
+        .iter()
+        .map(|(_, p)| CpuSnapshot::take(&[*p]))
+        .collect();
+    let before = pids.snapshot();
+    let saturation = loadgen::run(
+        &load(&target, closed, plan.phase, scenario.keepalive),
+        std::future::pending(),
+        ignore,
+    )
+    .await?;
+    // Backends opened during the phase count too (from zero).
+    let pids = Pids {
+        postgres: system.postgres_backends().await?,
+        ..pids
+    };
+    let after = pids.snapshot();
+    let per_service: Vec<(Binary, Duration)> = pids
+        .services
+        .iter()
+        .zip(&per_service_before)
+        .map(|((b, p), earlier)| (*b, CpuSnapshot::take(&[*p]).since(earlier)))
+        .collect();
+    let lost_saturation = system.spans_lost(&http).await? - lost_before;
+
+    // The open loop only once the tracing-off rate is known (the first run measures it).
+    let rate = fixed_rate.unwrap_or((saturation.throughput() * 0.7).max(1.0));
+    let fixed = match scenario.keepalive {
+        true => Some(
+            loadgen::run(
+                &load(
+                    &target,
+                    Mode::Open {
+                        rate,
+                        max_in_flight: 4096,
+                    },
+                    plan.phase,
+                    true,
+                ),
+                std::future::pending(),
+                ignore,
+            )
+            .await?,
+        ),
+        false => None,
+    };
+    let lost_total = system.spans_lost(&http).await?;
+    let peak_rss_kib: Vec<(Binary, u64)> = pids
+        .services
+        .iter()
+        .map(|(b, p)| (*b, procfs::status_kib(*p, "VmHWM").unwrap_or(0)))
+        .collect();
+
+    let ceiling = match (scenario.key, pgbench) {
+        ("off", Some(pgbench)) => Some(pgbench::run(
+            pgbench,
+            system.db.url(),
+            plan.concurrency,
+            plan.phase,
+            &plan.work,
+        )?),
+        _ => None,
+    };
+
+    let created = [Some(&warm), Some(&saturation), fixed.as_ref()]
+        .into_iter()
+        .flatten()
+        .map(|r| r.count(loadgen::Outcome::Status(201)))
+        .sum::<u64>();
+    let unexpected = [Some(&warm), Some(&saturation), fixed.as_ref()]
+        .into_iter()
+        .flatten()
+        .map(|r| r.unexpected)
+        .sum::<u64>();
+    if unexpected > 0 && !plan.smoke {
+        bail!(
+            "{}: {unexpected} requests failed; see the logs in {}\n{saturation}",
+            scenario.name,
+            logs.display()
+        );
+    }
+    // The database is dropped here, after the services stopped.
+    let (received, _db) = system.stop()?;
+    let m = Measurement {
+        scenario: scenario.key,
+        saturation_rps: saturation.throughput(),
+        saturation_requests: saturation.completed,
+        fixed: fixed.map(|f| (f.throughput(), f.latency)),
+        service_cpu: after[0].since(&before[0]),
+        per_service_cpu: per_service,
+        postgres_cpu: after[1].since(&before[1]),
+        loadgen_cpu: after[2].since(&before[2]),
+        receiver_cpu: after[3].since(&before[3]),
+        peak_rss_kib,
+        spans_expected: (created as f64 * e2e::ORDER_TRACE_SPANS as f64 * scenario.sampled).round()
+            as u64,
+        spans_received: received,
+        spans_lost: lost_total,
+        spans_lost_saturation: lost_saturation,
+        unexpected,
+    };
+    Ok((m, ceiling))
+}
+
+/// `--soak`: ten minutes of 100% sampled traffic at a fixed rate, RSS sampled.
+async fn soak(work: &std::path::Path) -> anyhow::Result<ExitCode> {
+    const LENGTH: Duration = Duration::from_secs(600);
+    const EVERY: Duration = Duration::from_secs(30);
+    const RATE: f64 = 200.0;
+    let system = System::start(&[], &work.join("soak")).await?;
+    let target = system.gateway_url().to_owned();
+    let pids: Vec<(Binary, u32)> = system
+        .services
+        .iter()
+        .map(|s| (s.binary, s.process.pid()))
+        .collect();
+    let sampler = tokio::spawn(async move {
+        let mut samples: Vec<(Duration, Vec<u64>)> = Vec::new();
+        let start = Instant::now();
+        loop {
+            let rss = pids
+                .iter()
+                .map(|(_, p)| procfs::status_kib(*p, "VmRSS").unwrap_or(0))
+                .collect();
+            samples.push((start.elapsed(), rss));
+            if start.elapsed() >= LENGTH {
+                return (pids, samples);
+            }
+            tokio::time::sleep(EVERY).await;
+        }
+    });
+    let report = loadgen::run(
+        &load(
+            &target,
+            Mode::Open {
+                rate: RATE,
+                max_in_flight: 4096,
+            },
+            LENGTH,
+            true,
+        ),
+        std::future::pending(),
+        |p| eprintln!("soak: {p}"),
+    )
+    .await?;
+    let (pids, samples) = sampler.await?;
+    println!("{report}");
+    println!("RSS (MiB) every {EVERY:?} at {RATE}/s, 100% sampled:");
+    println!(
+        "| s | {} |",
+        pids.iter()
+            .map(|(b, _)| b.name())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    for (at, rss) in &samples {
+        println!(
+            "| {} | {} |",
+            at.as_secs(),
+            rss.iter()
+                .map(|k| format!("{:.1}", *k as f64 / 1024.0))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+    }
+    // Flat: after the first minute (pools and queues filled), no service grows by more than
+    // 2 MiB.
+    let settled = samples
+        .iter()
+        .find(|(at, _)| *at >= Duration::from_secs(60))
+        .map(|(_, r)| r.clone());
+    let last = samples.last().map(|(_, r)| r.clone());
+    let mut flat = true;
+    if let (Some(settled), Some(last)) = (settled, last) {
+        for (i, (b, _)) in pids.iter().enumerate() {
+            let growth = last[i] as f64 / 1024.0 - settled[i] as f64 / 1024.0;
+            let pass = growth <= 2.0;
+            flat &= pass;
+            println!(
+                "{} {}: {:+.1} MiB from 60 s to the end (target at most +2 MiB)",
+                if pass { "PASS" } else { "MISS" },
+                b.name(),
+                growth
+            );
+        }
+    }
+    let (_, db) = system.stop()?;
+    drop(db);
+    Ok(match flat && report.unexpected == 0 {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::from(1),
+    })
+}

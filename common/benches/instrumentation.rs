@@ -1,0 +1,228 @@
+//! The per-request instrumentation path on its own, without a network or a database.
+//!
+//! One "request" is what the order service does for `POST /orders`, as spans and events:
+//! a server span whose parent is extracted from a `traceparent` (and `baggage`) header, two
+//! internal child spans with attributes, a DB span with the real helper
+//! ([`common::db::Database::traced`], on a pool that never connects), a client span whose
+//! context is injected into outgoing headers, and a log event with the trace ids. That is 5
+//! spans. Four set-ups:
+//!
+//! - `bare tracing`: a registry and a JSON log layer writing to a sink, no OpenTelemetry
+//!   layer: the floor;
+//! - `sdk disabled`: the OpenTelemetry layer over the API's no-op tracer (`OTEL_SDK_DISABLED`);
+//! - `unsampled`: the SDK with `parentbased_always_off`, the incoming context unsampled;
+//! - `sampled`: the SDK with `parentbased_always_on`, the baggage span processor, and the
+//!   batch processor (its own thread, as in the services) feeding an exporter that counts and
+//!   discards, so OTLP encoding and the network are not in these numbers.
+//!
+//! Each reports time per request (criterion) and, printed before it, allocations and bytes
+//! per span (a counting global allocator). The OpenTelemetry layer is the services' own
+//! ([`common::telemetry::otel_layer`]).
+//!
+//! ```sh
+//! cargo bench -p common --bench instrumentation
+//! ```
+
+use std::{alloc::System, collections::HashMap, hint::black_box, time::Duration};
+
+use common::db::{Database, PoolSettings, Statement};
+use criterion::{Criterion, criterion_group, criterion_main};
+use opentelemetry::{propagation::TextMapPropagator, trace::TracerProvider as _};
+use opentelemetry_sdk::{
+    error::OTelSdkResult,
+    trace::{BatchSpanProcessor, Sampler, SdkTracerProvider, SpanData, SpanExporter},
+};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use tracing::{Dispatch, Instrument, field::Empty};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::{Registry, layer::SubscriberExt};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+const SPANS_PER_REQUEST: u64 = 5;
+
+const INSERT_ORDER: Statement = Statement::new(
+    "INSERT",
+    "orders",
+    "INSERT INTO orders (id, user_id, amount_minor, currency, status, trace_id) VALUES ($1, $2, $3, $4, 'pending', $5)",
+);
+
+/// An exporter that drops what it is given: the SDK's side of the cost, without encoding.
+#[derive(Debug)]
+struct Discard;
+
+impl SpanExporter for Discard {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        black_box(batch);
+        Ok(())
+    }
+}
+
+fn provider(sampled: bool) -> SdkTracerProvider {
+    let base = match sampled {
+        true => Sampler::AlwaysOn,
+        false => Sampler::AlwaysOff,
+    };
+    SdkTracerProvider::builder()
+        .with_sampler(Sampler::ParentBased(Box::new(base)))
+        .with_span_processor(common::telemetry::baggage::BaggageSpanProcessor)
+        .with_span_processor(BatchSpanProcessor::builder(Discard).build())
+        .build()
+}
+
+fn log_layer<S>() -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    tracing_subscriber::fmt::layer()
+        .json()
+        .with_writer(std::io::sink)
+}
+
+/// The four set-ups, each with the provider to keep alive (and shut down) beside it.
+fn setups() -> Vec<(&'static str, Dispatch, Option<SdkTracerProvider>)> {
+    let mut out = vec![(
+        "bare tracing",
+        Dispatch::new(Registry::default().with(log_layer())),
+        None,
+    )];
+    out.push((
+        "sdk disabled",
+        Dispatch::new(
+            Registry::default()
+                .with(common::telemetry::otel_layer(
+                    opentelemetry::trace::noop::NoopTracer::new(),
+                ))
+                .with(log_layer()),
+        ),
+        None,
+    ));
+    for (name, sampled) in [("unsampled", false), ("sampled", true)] {
+        let provider = provider(sampled);
+        let tracer = provider.tracer("bench");
+        out.push((
+            name,
+            Dispatch::new(
+                Registry::default()
+                    .with(common::telemetry::otel_layer(tracer))
+                    .with(log_layer()),
+            ),
+            Some(provider),
+        ));
+    }
+    out
+}
+
+/// One request's instrumentation; `flag` is the sampled flag of the incoming traceparent.
+async fn request(db: &Database, propagator: &impl TextMapPropagator, flag: &str) {
+    let mut incoming = HashMap::new();
+    incoming.insert(
+        "traceparent".to_owned(),
+        format!("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-{flag}"),
+    );
+    incoming.insert(
+        "baggage".to_owned(),
+        "user_id=42,customer_tier=gold".to_owned(),
+    );
+    let parent = propagator.extract(&incoming);
+    let server = tracing::info_span!(
+        "POST /orders",
+        otel.kind = "server",
+        http.request.method = "POST",
+        http.route = "/orders",
+        url.path = "/orders",
+        http.response.status_code = Empty,
+    );
+    let _ = server.set_parent(parent);
+    async {
+        let save = tracing::info_span!(
+            "save_order",
+            order.id = Empty,
+            order.amount_minor = 4250_i64
+        );
+        async {
+            tracing::info_span!("validate_order", user_id = 42_i64).in_scope(|| {
+                black_box(42);
+            });
+            let _ = db
+                .traced(&INSERT_ORDER, async { Ok::<_, sqlx::Error>(()) }, |_| 1)
+                .await;
+            let client = tracing::info_span!(
+                "POST /charge",
+                otel.kind = "client",
+                http.request.method = "POST",
+                server.address = "payment-service",
+                http.response.status_code = Empty,
+            );
+            let mut outgoing: HashMap<String, String> = HashMap::new();
+            propagator.inject_context(&client.context(), &mut outgoing);
+            black_box(&outgoing);
+            client.record("http.response.status_code", 201_i64);
+            drop(client);
+            save.record("order.id", "0196f7a0-0000-7000-8000-000000000000");
+            tracing::info!(order.status = "confirmed", "order saved");
+        }
+        .instrument(save.clone())
+        .await;
+        tracing::Span::current().record("http.response.status_code", 201_i64);
+    }
+    .instrument(server)
+    .await;
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let db = rt.block_on(async {
+        Database::connect_lazy(
+            common::config::Secret::new(
+                "postgres://bench@127.0.0.1:1/bench".parse().expect("a URL"),
+            ),
+            PoolSettings {
+                max_connections: 1,
+                acquire_timeout: Duration::from_secs(1),
+                statement_timeout: Duration::from_secs(1),
+            },
+        )
+    });
+    let propagator = common::telemetry::propagator();
+    let mut group = c.benchmark_group("request instrumentation (5 spans)");
+    for (name, dispatch, provider) in setups() {
+        let flag = if name == "unsampled" { "00" } else { "01" };
+        tracing::dispatcher::with_default(&dispatch, || {
+            // Allocations, counted over many requests after a warm-up.
+            for _ in 0..100 {
+                rt.block_on(request(&db, &propagator, flag));
+            }
+            const N: u64 = 10_000;
+            let region = Region::new(GLOBAL);
+            for _ in 0..N {
+                rt.block_on(request(&db, &propagator, flag));
+            }
+            let stats = region.change();
+            println!(
+                "{name}: {:.1} allocations and {:.0} bytes per span",
+                stats.allocations as f64 / (N * SPANS_PER_REQUEST) as f64,
+                stats.bytes_allocated as f64 / (N * SPANS_PER_REQUEST) as f64,
+            );
+            group.bench_function(name, |b| {
+                b.iter(|| rt.block_on(request(&db, &propagator, flag)))
+            });
+        });
+        if let Some(provider) = provider {
+            let _ = provider.shutdown();
+        }
+    }
+    group.finish();
+    println!("divide each time by {SPANS_PER_REQUEST} for the time per span");
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    targets = bench
+}
+criterion_main!(benches);
