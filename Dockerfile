@@ -1,8 +1,8 @@
 # syntax=docker/dockerfile:1
 #
-# One Dockerfile for the three services. The builder stages compile all three binaries once;
-# the last three stages each copy one binary into a slim runtime image, and docker-compose.yml
-# picks one with `build.target`. Build one by hand with, e.g.:
+# One Dockerfile for the three services and the load generator. The builder stages compile all
+# four binaries once; the last stages each copy one binary into a slim runtime image, and
+# docker-compose.yml picks one with `build.target`. Build one by hand with, e.g.:
 #
 #   docker build --target gateway -t traced-orders/gateway .
 
@@ -25,9 +25,9 @@ COPY --from=planner /app/recipe.json recipe.json
 # The same packages in both builds: Cargo unifies features across the packages it builds, and
 # a different set (the test crate's gRPC server, say) would change the dependencies' features
 # and recompile them all in the second step, defeating the cached layer.
-RUN cargo chef cook --release --locked -p gateway -p order-service -p payment-service --recipe-path recipe.json
+RUN cargo chef cook --release --locked -p gateway -p order-service -p payment-service -p loadgen --recipe-path recipe.json
 COPY . .
-RUN cargo build --release --locked -p gateway -p order-service -p payment-service
+RUN cargo build --release --locked -p gateway -p order-service -p payment-service -p loadgen
 
 # The runtime: Debian 13 (trixie) slim, the builder's release, so the binaries find the glibc
 # they were linked against; nothing added. The
@@ -60,3 +60,9 @@ ENV LISTEN_ADDR=0.0.0.0:8082
 EXPOSE 8082
 HEALTHCHECK --interval=5s --timeout=4s --start-period=60s --retries=3 CMD ["/usr/local/bin/payment-service", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/payment-service"]
+
+# The load generator (`docker compose --profile load up`): not a service, so no port and no
+# health check; it waits for the gateway's /healthz itself.
+FROM runtime AS loadgen
+COPY --from=builder /app/target/release/loadgen /usr/local/bin/loadgen
+ENTRYPOINT ["/usr/local/bin/loadgen"]

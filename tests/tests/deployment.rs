@@ -352,7 +352,7 @@ fn each_image_runs_its_own_binary_as_a_non_root_user() {
         assert!(stage.contains(&format!("CMD [\"{binary}\", \"healthcheck\"]")));
     }
     // The dependency layer and the final build name the same packages (see the Dockerfile).
-    let packages = "-p gateway -p order-service -p payment-service";
+    let packages = "-p gateway -p order-service -p payment-service -p loadgen";
     assert!(dockerfile.contains(&format!("cargo chef cook --release --locked {packages}")));
     assert!(dockerfile.contains(&format!("cargo build --release --locked {packages}")));
 }
@@ -458,4 +458,35 @@ fn the_on_disk_jaeger_config_listens_where_compose_expects() {
     assert!(config.contains("ephemeral: false"));
     assert!(config.contains("keys: /badger/keys") && config.contains("values: /badger/values"));
     assert!(jaeger.contains("jaeger-data:/badger"));
+}
+
+#[test]
+fn the_load_generator_runs_only_in_the_load_profile_against_the_gateway() {
+    let loadgen = compose_block("loadgen");
+    assert!(loadgen.contains("    profiles: [\"load\"]\n"), "{loadgen}");
+    assert!(loadgen.contains("      target: loadgen\n"), "{loadgen}");
+    assert!(
+        loadgen.contains(
+            r#"command: ["--target", "http://gateway:8080", "--rate", "5", "--duration", "0"]"#
+        ),
+        "the gateway's compose address and port, until stopped: {loadgen}"
+    );
+    assert!(loadgen.contains("      gateway:\n        condition: service_healthy\n"));
+    let dockerfile = read("Dockerfile");
+    let stage = dockerfile
+        .split("FROM runtime AS loadgen\n")
+        .nth(1)
+        .expect("a loadgen stage built on the runtime stage");
+    assert!(
+        stage.contains("COPY --from=builder /app/target/release/loadgen /usr/local/bin/loadgen")
+    );
+    assert!(stage.contains(r#"ENTRYPOINT ["/usr/local/bin/loadgen"]"#));
+    // The flags compose passes are the load generator's own.
+    let main = read("loadgen/src/main.rs");
+    for flag in ["target", "rate", "duration"] {
+        assert!(
+            main.contains(&format!("    {flag}: ")),
+            "loadgen has no --{flag}"
+        );
+    }
 }
