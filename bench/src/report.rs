@@ -194,7 +194,8 @@ impl Results<'_> {
                 let ratio = x / off;
                 checks.push(Check {
                     target: format!(
-                        "{key}: throughput at least {:.0}% of tracing off",
+                        "{}: throughput at least {:.0}% of tracing off",
+                        label(key),
                         floor * 100.0
                     ),
                     measured: format!("{:.1}%", ratio * 100.0),
@@ -209,7 +210,8 @@ impl Results<'_> {
                 let over = x / off - 1.0;
                 checks.push(Check {
                     target: format!(
-                        "{key}: p99 at the fixed rate at most +{:.0}% over tracing off",
+                        "{}: p99 at the fixed rate at most +{:.0}% over tracing off",
+                        label(key),
                         most * 100.0
                     ),
                     measured: format!("{x:.2} ms vs {off:.2} ms ({:+.1}%)", over * 100.0),
@@ -222,7 +224,7 @@ impl Results<'_> {
         if let (Some(off), Some(on)) = (off_cpu, self.median("on", cpu)) {
             let over = on / off - 1.0;
             checks.push(Check {
-                target: "on: service CPU a request at most +10% over tracing off".into(),
+                target: "100% sampled: service CPU a request at most +10% over tracing off".into(),
                 measured: format!("{on:.3} ms vs {off:.3} ms ({:+.1}%)", over * 100.0),
                 pass: over <= 0.10,
                 margin: format!("{:+.1} points", (0.10 - over) * 100.0),
@@ -234,7 +236,8 @@ impl Results<'_> {
                 let us = (x - off) * 1000.0 / spans;
                 checks.push(Check {
                     target: format!(
-                        "{key}: per span all-in (service CPU over tracing off / {spans}) at most {most_us} µs"
+                        "{}: per span all-in (service CPU over tracing off / {spans}) at most {most_us} µs",
+                        label(key)
                     ),
                     measured: format!("{us:.2} µs"),
                     pass: us <= most_us,
@@ -249,7 +252,7 @@ impl Results<'_> {
             .sum();
         checks.push(Check {
             target: format!(
-                "on: zero spans dropped at the fixed rate ({:.0}/s, 70% of saturation), every round",
+                "100% sampled: zero spans dropped at the fixed rate ({:.0}/s, 70% of saturation), every round",
                 self.fixed_rate
             ),
             measured: format!("{lost_fixed} dropped"),
@@ -267,7 +270,7 @@ impl Results<'_> {
                 let added = on - off;
                 checks.push(Check {
                     target: format!(
-                        "on: tracing adds at most 4 MiB peak RSS to {}",
+                        "100% sampled: tracing adds at most 4 MiB peak RSS to {}",
                         binary.name()
                     ),
                     measured: format!("{on:.1} vs {off:.1} MiB ({added:+.1})"),
@@ -279,7 +282,7 @@ impl Results<'_> {
         if let (Some(ceiling), Some(on)) = (Spread::of(self.ceilings), self.median("on", sat)) {
             let fraction = on / ceiling.median;
             checks.push(Check {
-                target: "on: throughput at least 50% of the database-only ceiling".into(),
+                target: "100% sampled: throughput at least 50% of the database-only ceiling".into(),
                 measured: format!(
                     "{:.0} of {:.0} req/s ({:.0}%)",
                     on,
@@ -491,6 +494,15 @@ pub fn write_between_markers(path: &Path, table: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How a target names the scenario it is about.
+fn label(key: &str) -> &str {
+    match key {
+        "on" => "100% sampled",
+        "ratio" => "1% sampled",
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -581,11 +593,11 @@ mod tests {
                 .find(|c| c.target.starts_with(prefix))
                 .unwrap_or_else(|| panic!("no check {prefix}"))
         };
-        let on = find("on: throughput at least 95%");
+        let on = find("100% sampled: throughput at least 95%");
         assert!(!on.pass && on.margin == "-1.0 points", "{}", on.margin);
-        assert!(find("ratio: throughput at least 99%").pass);
-        assert!(find("on: service CPU").pass, "+8% is within +10%");
-        assert!(!find("on: tracing adds at most 4 MiB peak RSS to gateway").pass);
-        assert!(find("on: throughput at least 50%").pass);
+        assert!(find("1% sampled: throughput at least 99%").pass);
+        assert!(find("100% sampled: service CPU").pass, "+8% is within +10%");
+        assert!(!find("100% sampled: tracing adds at most 4 MiB peak RSS to gateway").pass);
+        assert!(find("100% sampled: throughput at least 50%").pass);
     }
 }

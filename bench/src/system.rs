@@ -12,7 +12,10 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use e2e::{harness::TestDatabase, otlp::OtlpReceiver};
+use e2e::{
+    harness::{CHARGE_SIGNING_KEY, TestDatabase},
+    otlp::OtlpReceiver,
+};
 
 /// How long a process may take to start, or to stop cleanly.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -281,9 +284,11 @@ impl System {
             match binary {
                 Binary::PaymentService => {
                     env.insert("DATABASE_URL".into(), db.url().to_owned());
+                    env.insert("CHARGE_SIGNING_KEY".into(), CHARGE_SIGNING_KEY.to_owned());
                 }
                 Binary::OrderService => {
                     env.insert("DATABASE_URL".into(), db.url().to_owned());
+                    env.insert("CHARGE_SIGNING_KEY".into(), CHARGE_SIGNING_KEY.to_owned());
                     env.insert("PAYMENT_SERVICE_URL".into(), services[0].url.clone());
                 }
                 Binary::Gateway => {
