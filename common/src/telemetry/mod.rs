@@ -248,34 +248,18 @@ pub fn init_with(settings: TelemetrySettings, version: &str) -> anyhow::Result<T
             (Box::new(otel_layer(tracer)), Some(provider))
         };
 
-    // Spans are filtered independently of RUST_LOG: turning logs down to `warn` must not
-    // remove the `info` spans a trace is made of, and turning them up to `debug` must not
-    // make the plumbing's spans (and the exporter's own calls) part of the trace.
-    let span_filter = EnvFilter::builder().parse_lossy(
-        std::iter::once("info".to_owned())
-            .chain(PLUMBING_TARGETS.iter().map(|t| format!("{t}=off")))
-            .collect::<Vec<_>>()
-            .join(","),
+    let log_filter = log_filter(std::env::var("RUST_LOG").ok().as_deref())?;
+    let log_layer = log_layer(
+        &settings.service_name,
+        settings.log_format,
+        log_filter,
+        std::io::stdout,
     );
-    let log_filter = match std::env::var("RUST_LOG") {
-        Ok(directives) if !directives.trim().is_empty() => EnvFilter::builder()
-            .parse(&directives)
-            .map_err(|e| ConfigError::invalid("RUST_LOG", &directives, e))?,
-        // sqlx logs every statement at info (the DB spans already show them) and relays
-        // Postgres notices such as "relation already exists, skipping" from migrations.
-        _ => EnvFilter::new("info,sqlx=warn"),
-    };
-    let log_layer = tracing_subscriber::fmt::layer()
-        .event_format(EventFormat::new(
-            settings.service_name.clone(),
-            settings.log_format,
-        ))
-        .with_filter(log_filter);
 
     // The OpenTelemetry layer goes first: it makes a span's OpenTelemetry context current
     // when the span is entered, and the log layer reads the trace id from that context.
     tracing_subscriber::registry()
-        .with(otel_layer.with_filter(span_filter))
+        .with(otel_layer.with_filter(span_filter()))
         .with(log_layer)
         .try_init()
         .context("installing the tracing subscriber")?;
@@ -288,6 +272,51 @@ pub fn init_with(settings: TelemetrySettings, version: &str) -> anyhow::Result<T
         "telemetry initialised"
     );
     Ok(TelemetryGuard { provider })
+}
+
+/// Which spans become OpenTelemetry spans: `info` and above, none of the plumbing's
+/// ([`PLUMBING_TARGETS`]). Independent of `RUST_LOG`: turning logs down to `warn` must not
+/// remove the `info` spans a trace is made of, and turning them up to `debug` must not make
+/// the plumbing's spans (and the exporter's own calls) part of the trace. Public, like
+/// [`otel_layer`], for the instrumentation benchmark.
+pub fn span_filter() -> EnvFilter {
+    EnvFilter::builder().parse_lossy(
+        std::iter::once("info".to_owned())
+            .chain(PLUMBING_TARGETS.iter().map(|t| format!("{t}=off")))
+            .collect::<Vec<_>>()
+            .join(","),
+    )
+}
+
+/// Which events become log lines: `RUST_LOG` when set, else `info` with sqlx at `warn`.
+pub fn log_filter(rust_log: Option<&str>) -> Result<EnvFilter, ConfigError> {
+    match rust_log {
+        Some(directives) if !directives.trim().is_empty() => EnvFilter::builder()
+            .parse(directives)
+            .map_err(|e| ConfigError::invalid("RUST_LOG", directives, e)),
+        // sqlx logs every statement at info (the DB spans already show them) and relays
+        // Postgres notices such as "relation already exists, skipping" from migrations.
+        _ => Ok(EnvFilter::new("info,sqlx=warn")),
+    }
+}
+
+/// The log layer every service installs: [`EventFormat`] lines, filtered by `filter`, written
+/// to `writer` (stdout in the services). Public, like [`otel_layer`], so the instrumentation
+/// benchmark measures this layer, not a copy of it.
+pub fn log_layer<S, W>(
+    service_name: &str,
+    format: LogFormat,
+    filter: EnvFilter,
+    writer: W,
+) -> impl Layer<S> + Send + Sync + 'static
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .event_format(EventFormat::new(service_name, format))
+        .with_writer(writer)
+        .with_filter(filter)
 }
 
 /// The propagators every service uses: W3C Trace Context and W3C Baggage.
