@@ -100,4 +100,48 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn the_attributes_share_the_extracted_baggage_strings_instead_of_copying_them() {
+        use opentelemetry::propagation::TextMapPropagator as _;
+        let collected = Collect::default();
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(BaggageSpanProcessor)
+            .with_span_processor(collected.clone())
+            .build();
+        let headers = std::collections::HashMap::from([(
+            "baggage".to_owned(),
+            "user_id=42,customer_tier=gold".to_owned(),
+        )]);
+        let cx = crate::telemetry::propagator().extract(&headers);
+        provider
+            .tracer("test")
+            .start_with_context("charge_card", &cx)
+            .end();
+
+        let spans = collected.0.lock().unwrap().clone();
+        for key in ["user_id", "customer_tier"] {
+            let kv = spans[0]
+                .attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == key)
+                .expect("the entry is an attribute");
+            let in_baggage = cx.baggage().get(key).expect("the entry is in the baggage");
+            assert_eq!(kv.value.as_str(), in_baggage.as_str());
+            assert_eq!(
+                kv.key.as_str().as_ptr(),
+                cx.baggage()
+                    .iter()
+                    .find(|(k, _)| k.as_str() == key)
+                    .map(|(k, _)| k.as_str().as_ptr())
+                    .unwrap(),
+                "{key}: the key was copied"
+            );
+            assert_eq!(
+                kv.value.as_str().as_ptr(),
+                in_baggage.as_str().as_ptr(),
+                "{key}: the value was copied"
+            );
+        }
+    }
 }
