@@ -66,8 +66,10 @@ fn provider(sampled: bool) -> SdkTracerProvider {
     };
     SdkTracerProvider::builder()
         .with_sampler(Sampler::ParentBased(Box::new(base)))
-        .with_span_processor(common::telemetry::baggage::BaggageSpanProcessor)
-        .with_span_processor(BatchSpanProcessor::builder(Discard).build())
+        // As in the services: the baggage processor wrapped around the batch processor.
+        .with_span_processor(common::telemetry::baggage::WithBaggage(
+            BatchSpanProcessor::builder(Discard).build(),
+        ))
         .build()
 }
 

@@ -395,9 +395,7 @@ fn tracer_provider(
         .build();
     let mut builder = SdkTracerProvider::builder()
         .with_resource(resource)
-        .with_sampler(settings.sampler.clone())
-        // Before the batch processor: attributes must be on the span before it is queued.
-        .with_span_processor(baggage::BaggageSpanProcessor);
+        .with_sampler(settings.sampler.clone());
     let exporter = match settings.exporter {
         Exporter::OtlpGrpc => Some(
             opentelemetry_otlp::SpanExporter::builder()
@@ -420,9 +418,18 @@ fn tracer_provider(
         let stats = export::ExportStats::new(settings.max_queue_size);
         let exporter = export::CountingExporter::new(exporter, stats.clone());
         let batch = BatchSpanProcessor::builder(exporter).build();
-        builder = builder.with_span_processor(export::Admission::new(batch, stats.clone()));
+        // One processor, not the baggage processor beside the batch one: the SDK copies
+        // each ended span once per processor when there are several (see `WithBaggage`).
+        // The baggage goes on first, as attributes must be on the span before it is queued.
+        builder = builder.with_span_processor(baggage::WithBaggage(export::Admission::new(
+            batch,
+            stats.clone(),
+        )));
         export::install(stats.clone());
         export::spawn_reporter(stats, settings.schedule_delay.max(Duration::from_secs(1)));
+    } else {
+        // Nothing is exported, but spans are still sampled, and carry the baggage.
+        builder = builder.with_span_processor(baggage::BaggageSpanProcessor);
     }
     Ok(builder.build())
 }
