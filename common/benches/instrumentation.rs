@@ -7,8 +7,8 @@
 //! context is injected into outgoing headers, and a log event with the trace ids. That is 5
 //! spans. Four set-ups:
 //!
-//! - `bare tracing`: a registry and a JSON log layer writing to a sink, no OpenTelemetry
-//!   layer: the floor;
+//! - `bare tracing`: a registry and the services' JSON log layer
+//!   ([`common::telemetry::log_layer`]) writing to a sink, no OpenTelemetry layer: the floor;
 //! - `sdk disabled`: the OpenTelemetry layer over the API's no-op tracer (`OTEL_SDK_DISABLED`);
 //! - `unsampled`: the SDK with `parentbased_always_off`, the incoming context unsampled;
 //! - `sampled`: the SDK with `parentbased_always_on`, the baggage span processor, and the
@@ -16,8 +16,8 @@
 //!   discards, so OTLP encoding and the network are not in these numbers.
 //!
 //! Each reports time per request (criterion) and, printed before it, allocations and bytes
-//! per span (a counting global allocator). The OpenTelemetry layer is the services' own
-//! ([`common::telemetry::otel_layer`]).
+//! per span (a counting global allocator). The OpenTelemetry layer and its filter are the
+//! services' own ([`common::telemetry::otel_layer`], [`common::telemetry::span_filter`]).
 //!
 //! ```sh
 //! cargo bench -p common --bench instrumentation
@@ -35,7 +35,7 @@ use opentelemetry_sdk::{
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tracing::{Dispatch, Instrument, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::{Registry, layer::SubscriberExt};
+use tracing_subscriber::{Layer as _, Registry, layer::SubscriberExt};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -66,21 +66,28 @@ fn provider(sampled: bool) -> SdkTracerProvider {
     };
     SdkTracerProvider::builder()
         .with_sampler(Sampler::ParentBased(Box::new(base)))
-        .with_span_processor(common::telemetry::baggage::BaggageSpanProcessor)
-        .with_span_processor(BatchSpanProcessor::builder(Discard).build())
+        // As in the services: the baggage processor wrapped around the batch processor.
+        .with_span_processor(common::telemetry::baggage::WithBaggage(
+            BatchSpanProcessor::builder(Discard).build(),
+        ))
         .build()
 }
 
+/// The services' own log layer (JSON lines, `info,sqlx=warn`), writing to a sink.
 fn log_layer<S>() -> impl tracing_subscriber::Layer<S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
-    tracing_subscriber::fmt::layer()
-        .json()
-        .with_writer(std::io::sink)
+    common::telemetry::log_layer(
+        "bench",
+        common::telemetry::LogFormat::Json,
+        common::telemetry::log_filter(None).expect("the default filter parses"),
+        std::io::sink,
+    )
 }
 
-/// The four set-ups, each with the provider to keep alive (and shut down) beside it.
+/// The four set-ups, each with the provider to keep alive (and shut down) beside it. The
+/// OpenTelemetry layer has the services' span filter, as in `common::telemetry::init`.
 fn setups() -> Vec<(&'static str, Dispatch, Option<SdkTracerProvider>)> {
     let mut out = vec![(
         "bare tracing",
@@ -91,9 +98,10 @@ fn setups() -> Vec<(&'static str, Dispatch, Option<SdkTracerProvider>)> {
         "sdk disabled",
         Dispatch::new(
             Registry::default()
-                .with(common::telemetry::otel_layer(
-                    opentelemetry::trace::noop::NoopTracer::new(),
-                ))
+                .with(
+                    common::telemetry::otel_layer(opentelemetry::trace::noop::NoopTracer::new())
+                        .with_filter(common::telemetry::span_filter()),
+                )
                 .with(log_layer()),
         ),
         None,
@@ -105,7 +113,10 @@ fn setups() -> Vec<(&'static str, Dispatch, Option<SdkTracerProvider>)> {
             name,
             Dispatch::new(
                 Registry::default()
-                    .with(common::telemetry::otel_layer(tracer))
+                    .with(
+                        common::telemetry::otel_layer(tracer)
+                            .with_filter(common::telemetry::span_filter()),
+                    )
                     .with(log_layer()),
             ),
             Some(provider),

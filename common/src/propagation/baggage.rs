@@ -10,10 +10,10 @@
 //! are applied to whole members, on the way in and on the way out, because "it
 //! MUST NOT propagate any partial `list-member`s".
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use opentelemetry::{
-    Context,
+    Context, Key, StringValue,
     baggage::{Baggage, BaggageExt},
     propagation::{Extractor, Injector, TextMapPropagator, text_map_propagator::FieldIter},
 };
@@ -103,7 +103,13 @@ pub fn parse_baggage(values: &[&str], limits: BaggageLimits) -> Baggage {
         }
         members += 1;
         bytes += size;
-        baggage.insert_with_metadata(member.key.to_owned(), member.value, member.properties);
+        // Shared strings: the baggage is copied into every service context and onto every
+        // span (`telemetry::baggage`), and a copy of an `Arc<str>` is a reference count.
+        baggage.insert_with_metadata(
+            Key::from(Arc::<str>::from(member.key)),
+            StringValue::from(Arc::<str>::from(member.value)),
+            member.properties,
+        );
     }
     baggage
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 use opentelemetry::{
-    Context,
+    Context, Key,
     baggage::{Baggage, BaggageExt},
     trace::{SpanContext, TraceContextExt},
 };
@@ -109,7 +109,12 @@ fn allowed_baggage(baggage: &Baggage, keys: &[String], limits: BaggageLimits) ->
             continue;
         }
         bytes += size;
-        kept.insert_with_metadata(key.clone(), value.clone(), metadata.clone());
+        // A shared key, as the propagator's values are: every span copies it.
+        kept.insert_with_metadata(
+            Key::from(Arc::<str>::from(key.as_str())),
+            value.clone(),
+            metadata.clone(),
+        );
     }
     kept
 }

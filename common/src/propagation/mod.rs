@@ -31,9 +31,11 @@ pub use trace_context::{
 };
 pub use tracestate::{TraceStateList, parse_tracestate};
 
+use std::sync::Arc;
+
 use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::{
-    Context, KeyValue,
+    Context, KeyValue, StringValue,
     baggage::{Baggage, BaggageExt, KeyValueMetadata},
     propagation::{Extractor, Injector, TextMapCompositePropagator},
 };
@@ -131,7 +133,8 @@ pub fn copy_baggage(baggage: &Baggage) -> Baggage {
 pub fn with_baggage_entries(cx: &Context, entries: impl IntoIterator<Item = KeyValue>) -> Context {
     let mut baggage = copy_baggage(cx.baggage());
     for KeyValue { key, value, .. } in entries {
-        baggage.insert(key, value.to_string());
+        // Shared, so the copies onto every span are reference counts (`telemetry::baggage`).
+        baggage.insert(key, StringValue::from(Arc::<str>::from(value.to_string())));
     }
     cx.with_baggage(baggage)
 }

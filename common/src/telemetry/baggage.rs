@@ -20,11 +20,15 @@ use opentelemetry_sdk::{
 #[derive(Debug)]
 pub struct BaggageSpanProcessor;
 
+fn copy_baggage_onto(span: &mut Span, cx: &Context) {
+    for (key, (value, _)) in cx.baggage() {
+        span.set_attribute(KeyValue::new(key.clone(), value.clone()));
+    }
+}
+
 impl SpanProcessor for BaggageSpanProcessor {
     fn on_start(&self, span: &mut Span, cx: &Context) {
-        for (key, (value, _)) in cx.baggage() {
-            span.set_attribute(KeyValue::new(key.clone(), value.clone()));
-        }
+        copy_baggage_onto(span, cx);
     }
 
     fn on_end(&self, _span: SpanData) {}
@@ -35,6 +39,39 @@ impl SpanProcessor for BaggageSpanProcessor {
 
     fn shutdown_with_timeout(&self, _timeout: std::time::Duration) -> OTelSdkResult {
         Ok(())
+    }
+}
+
+/// [`BaggageSpanProcessor`] in front of another processor, as one processor.
+///
+/// The SDK hands a provider's only processor the ended span itself, but gives each of
+/// several processors a copy of it: every attribute, event and link cloned, the span name,
+/// the SQL text and each baggage value with them, once per processor, for every span. The
+/// baggage processor, registered on its own beside the batch processor, made every sampled
+/// span be copied twice; wrapped around the batch processor, it is not copied at all.
+#[derive(Debug)]
+pub struct WithBaggage<P>(pub P);
+
+impl<P: SpanProcessor> SpanProcessor for WithBaggage<P> {
+    fn on_start(&self, span: &mut Span, cx: &Context) {
+        copy_baggage_onto(span, cx);
+        self.0.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: SpanData) {
+        self.0.on_end(span);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: std::time::Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.0.set_resource(resource);
     }
 }
 
@@ -99,5 +136,73 @@ mod tests {
                 span.name
             );
         }
+    }
+
+    #[test]
+    fn the_attributes_share_the_extracted_baggage_strings_instead_of_copying_them() {
+        use opentelemetry::propagation::TextMapPropagator as _;
+        let collected = Collect::default();
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(BaggageSpanProcessor)
+            .with_span_processor(collected.clone())
+            .build();
+        let headers = std::collections::HashMap::from([(
+            "baggage".to_owned(),
+            "user_id=42,customer_tier=gold".to_owned(),
+        )]);
+        let cx = crate::telemetry::propagator().extract(&headers);
+        provider
+            .tracer("test")
+            .start_with_context("charge_card", &cx)
+            .end();
+
+        let spans = collected.0.lock().unwrap().clone();
+        for key in ["user_id", "customer_tier"] {
+            let kv = spans[0]
+                .attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == key)
+                .expect("the entry is an attribute");
+            let in_baggage = cx.baggage().get(key).expect("the entry is in the baggage");
+            assert_eq!(kv.value.as_str(), in_baggage.as_str());
+            assert_eq!(
+                kv.key.as_str().as_ptr(),
+                cx.baggage()
+                    .iter()
+                    .find(|(k, _)| k.as_str() == key)
+                    .map(|(k, _)| k.as_str().as_ptr())
+                    .unwrap(),
+                "{key}: the key was copied"
+            );
+            assert_eq!(
+                kv.value.as_str().as_ptr(),
+                in_baggage.as_str().as_ptr(),
+                "{key}: the value was copied"
+            );
+        }
+    }
+
+    #[test]
+    fn wrapped_around_another_processor_it_copies_the_baggage_and_hands_the_span_on() {
+        let collected = Collect::default();
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(WithBaggage(collected.clone()))
+            .build();
+        let cx = Context::new().with_baggage([KeyValue::new("user_id", "42")]);
+        provider
+            .tracer("test")
+            .start_with_context("charge_card", &cx)
+            .end();
+
+        let spans = collected.0.lock().unwrap().clone();
+        assert_eq!(spans.len(), 1, "the inner processor got the span");
+        assert!(
+            spans[0]
+                .attributes
+                .iter()
+                .any(|kv| kv.key.as_str() == "user_id" && kv.value.as_str() == "42"),
+            "{:?}",
+            spans[0].attributes
+        );
     }
 }

@@ -20,18 +20,20 @@
 //! as `\uXXXX` (serde_json escapes only C0), in text as `\n`, `\u{1b}`, with values that are
 //! not plain words quoted, so a value cannot pose as another `key=value` either.
 
-use std::{borrow::Cow, fmt, io::IsTerminal};
+use std::{borrow::Cow, cell::RefCell, fmt, io::IsTerminal};
 
 use opentelemetry::{baggage::BaggageExt, trace::TraceContextExt};
 use serde::Serialize as _;
 use serde_json::{Map, Value};
 use tracing::{Event, Subscriber, field::Field};
 use tracing_subscriber::{
+    Layer,
     fmt::{
-        FmtContext, FormatEvent, FormatFields,
+        MakeWriter,
         format::Writer,
         time::{FormatTime, SystemTime},
     },
+    layer::Context,
     registry::LookupSpan,
 };
 
@@ -59,7 +61,7 @@ impl LogFormat {
     }
 }
 
-/// A `tracing-subscriber` event formatter for both formats.
+/// The line of an event, in either format; written by [`LogLayer`].
 pub struct EventFormat {
     service: String,
     format: LogFormat,
@@ -74,15 +76,12 @@ impl EventFormat {
     }
 }
 
-impl<S, N> FormatEvent<S, N> for EventFormat
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
-{
-    fn format_event(
+impl EventFormat {
+    /// Writes `event`, logged in the span named `span_name`, as one line.
+    fn write_line(
         &self,
-        ctx: &FmtContext<'_, S, N>,
         mut writer: Writer<'_>,
+        span_name: Option<&str>,
         event: &Event<'_>,
     ) -> fmt::Result {
         let mut timestamp = String::new();
@@ -108,7 +107,6 @@ where
             .collect();
         baggage.sort_unstable();
         correlation.extend(baggage);
-        let span_name = ctx.lookup_current().map(|span| span.name());
 
         match self.format {
             LogFormat::Json => {
@@ -163,6 +161,70 @@ where
                 writeln!(writer)
             }
         }
+    }
+}
+
+/// The log layer: each event that passes its filter becomes one line ([`EventFormat`]),
+/// written whole to `writer`.
+///
+/// It replaces tracing-subscriber's fmt layer, whose lines these were, because the fmt layer
+/// also works for every span: it renders a span's fields into a string when the span is
+/// created, appends to it on every `record`, and stores it in the span, for event formatters
+/// that print their spans' fields. These lines print none (a line carries its span's name
+/// and the trace context; the span's attributes are in the trace), so each span paid for a
+/// `String`, a `Debug` rendering of every field (the SQL text of each DB span, for one) and
+/// a slot in the span's extensions, whether or not anything was ever logged in it. This
+/// layer keeps nothing per span: a span costs it nothing until an event is logged inside.
+pub struct LogLayer<W> {
+    format: EventFormat,
+    writer: W,
+}
+
+impl<W> LogLayer<W> {
+    pub fn new(format: EventFormat, writer: W) -> Self {
+        LogLayer { format, writer }
+    }
+}
+
+/// A line longer than this gives its buffer back after it is written, so one huge line
+/// does not keep a thread's buffer that large for ever.
+const KEPT_LINE_CAPACITY: usize = 16 * 1024;
+
+impl<S, W> Layer<S> for LogLayer<W>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + 'static,
+{
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        thread_local! {
+            static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+        }
+        let span_name = ctx.lookup_current().map(|span| span.name());
+        LINE.with(|line| {
+            // An event logged while a line is being written (by a field's `Debug`, say)
+            // gets a buffer of its own rather than a panic.
+            let mut own = String::new();
+            let mut borrowed = line.try_borrow_mut();
+            let buf = match &mut borrowed {
+                Ok(buf) => {
+                    buf.clear();
+                    &mut **buf
+                }
+                Err(_) => &mut own,
+            };
+            if self
+                .format
+                .write_line(Writer::new(buf), span_name, event)
+                .is_ok()
+            {
+                // Nowhere to report a failed write to: stdout is where reports go.
+                let mut writer = self.writer.make_writer_for(event.metadata());
+                let _ = std::io::Write::write_all(&mut writer, buf.as_bytes());
+            }
+            if buf.capacity() > KEPT_LINE_CAPACITY {
+                *buf = String::new();
+            }
+        });
     }
 }
 
@@ -341,11 +403,10 @@ mod tests {
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
         let subscriber = tracing_subscriber::registry()
             .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .event_format(EventFormat::new("order-service", format))
-                    .with_writer(move || writer.clone()),
-            );
+            .with(LogLayer::new(
+                EventFormat::new("order-service", format),
+                move || writer.clone(),
+            ));
         let _guard = subscriber.set_default();
         f();
         String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap()
@@ -416,6 +477,40 @@ mod tests {
             "{out}"
         );
         assert!(out.ends_with('\n'));
+    }
+
+    /// Counts how often it is formatted.
+    struct Counted<'a>(&'a std::sync::atomic::AtomicUsize);
+
+    impl fmt::Debug for Counted<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            f.write_str("counted")
+        }
+    }
+
+    #[test]
+    fn the_log_layer_formats_no_span_fields_but_still_names_the_span_of_a_line() {
+        let formatted = std::sync::atomic::AtomicUsize::new(0);
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::registry().with(crate::telemetry::log_layer(
+            "order-service",
+            LogFormat::Json,
+            crate::telemetry::log_filter(None).unwrap(),
+            move || writer.clone(),
+        ));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("save_order", order = ?Counted(&formatted), n = 1);
+            span.record("n", 2);
+            let _entered = span.enter();
+            tracing::info!("order saved");
+        });
+        assert_eq!(formatted.into_inner(), 0, "a span field was formatted");
+        let out = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let line: Value = serde_json::from_str(out.trim()).expect("one JSON object");
+        assert_eq!(line["span"], "save_order");
+        assert_eq!(line["message"], "order saved");
     }
 
     #[test]

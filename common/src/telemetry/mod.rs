@@ -34,10 +34,13 @@ use opentelemetry_sdk::{
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::{
-    EnvFilter, Layer, Registry, layer::SubscriberExt, util::SubscriberInitExt,
+    EnvFilter, Layer, Registry,
+    filter::{LevelFilter, Targets},
+    layer::{Filter, SubscriberExt},
+    util::SubscriberInitExt,
 };
 
-pub use logs::{EventFormat, LogFormat};
+pub use logs::{EventFormat, LogFormat, LogLayer};
 
 use crate::{
     config::{ConfigError, Vars},
@@ -248,34 +251,18 @@ pub fn init_with(settings: TelemetrySettings, version: &str) -> anyhow::Result<T
             (Box::new(otel_layer(tracer)), Some(provider))
         };
 
-    // Spans are filtered independently of RUST_LOG: turning logs down to `warn` must not
-    // remove the `info` spans a trace is made of, and turning them up to `debug` must not
-    // make the plumbing's spans (and the exporter's own calls) part of the trace.
-    let span_filter = EnvFilter::builder().parse_lossy(
-        std::iter::once("info".to_owned())
-            .chain(PLUMBING_TARGETS.iter().map(|t| format!("{t}=off")))
-            .collect::<Vec<_>>()
-            .join(","),
+    let log_filter = log_filter(std::env::var("RUST_LOG").ok().as_deref())?;
+    let log_layer = log_layer(
+        &settings.service_name,
+        settings.log_format,
+        log_filter,
+        std::io::stdout,
     );
-    let log_filter = match std::env::var("RUST_LOG") {
-        Ok(directives) if !directives.trim().is_empty() => EnvFilter::builder()
-            .parse(&directives)
-            .map_err(|e| ConfigError::invalid("RUST_LOG", &directives, e))?,
-        // sqlx logs every statement at info (the DB spans already show them) and relays
-        // Postgres notices such as "relation already exists, skipping" from migrations.
-        _ => EnvFilter::new("info,sqlx=warn"),
-    };
-    let log_layer = tracing_subscriber::fmt::layer()
-        .event_format(EventFormat::new(
-            settings.service_name.clone(),
-            settings.log_format,
-        ))
-        .with_filter(log_filter);
 
     // The OpenTelemetry layer goes first: it makes a span's OpenTelemetry context current
     // when the span is entered, and the log layer reads the trace id from that context.
     tracing_subscriber::registry()
-        .with(otel_layer.with_filter(span_filter))
+        .with(otel_layer.with_filter(span_filter()))
         .with(log_layer)
         .try_init()
         .context("installing the tracing subscriber")?;
@@ -288,6 +275,77 @@ pub fn init_with(settings: TelemetrySettings, version: &str) -> anyhow::Result<T
         "telemetry initialised"
     );
     Ok(TelemetryGuard { provider })
+}
+
+/// Which spans become OpenTelemetry spans: `info` and above, none of the plumbing's
+/// ([`PLUMBING_TARGETS`]). Independent of `RUST_LOG`: turning logs down to `warn` must not
+/// remove the `info` spans a trace is made of, and turning them up to `debug` must not make
+/// the plumbing's spans (and the exporter's own calls) part of the trace. Public, like
+/// [`otel_layer`], for the instrumentation benchmark.
+///
+/// A [`Targets`] filter rather than an `EnvFilter`: the directives are fixed targets and
+/// levels, which `Targets` decides from the span's metadata alone, where an `EnvFilter`, as
+/// a per-layer filter, takes a process-wide lock on every span's creation, enter, exit and
+/// close, in case a directive filters on span fields (none here does).
+pub fn span_filter() -> Targets {
+    Targets::new()
+        .with_default(tracing::Level::INFO)
+        .with_targets(PLUMBING_TARGETS.map(|target| (target, LevelFilter::OFF)))
+}
+
+/// Which events become log lines: `RUST_LOG` when set, else `info` with sqlx at `warn`.
+///
+/// A [`Targets`] filter when every directive is a target and a level, as the default is; an
+/// `EnvFilter` only when a directive names a span or a field value (`[charge_card]=debug`,
+/// the only kind with `[` in it). The two read targets and levels alike, but an `EnvFilter`,
+/// as a per-layer filter, takes process-wide locks on every span's creation, enter, exit and
+/// close, to know which spans such directives match: a price every span would pay, logged in
+/// or not, for directives that are seldom there.
+pub fn log_filter<S>(
+    rust_log: Option<&str>,
+) -> Result<Box<dyn Filter<S> + Send + Sync + 'static>, ConfigError>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    // sqlx logs every statement at info (the DB spans already show them) and relays
+    // Postgres notices such as "relation already exists, skipping" from migrations.
+    let directives = rust_log
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .unwrap_or("info,sqlx=warn");
+    // Parsed as an `EnvFilter` first, always: its grammar and its errors are RUST_LOG's.
+    let env_filter = EnvFilter::builder()
+        .parse(directives)
+        .map_err(|e| ConfigError::invalid("RUST_LOG", directives, e))?;
+    if !directives.contains('[') {
+        let targets = directives
+            .split(',')
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .collect::<Vec<_>>()
+            .join(",")
+            .parse::<Targets>();
+        if let Ok(targets) = targets {
+            return Ok(Box::new(targets));
+        }
+    }
+    Ok(Box::new(env_filter))
+}
+
+/// The log layer every service installs: [`EventFormat`] lines, filtered by `filter`, written
+/// to `writer` (stdout in the services). Public, like [`otel_layer`], so the instrumentation
+/// benchmark measures this layer, not a copy of it.
+pub fn log_layer<S, W>(
+    service_name: &str,
+    format: LogFormat,
+    filter: Box<dyn Filter<S> + Send + Sync + 'static>,
+    writer: W,
+) -> impl Layer<S> + Send + Sync + 'static
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    LogLayer::new(EventFormat::new(service_name, format), writer).with_filter(filter)
 }
 
 /// The propagators every service uses: W3C Trace Context and W3C Baggage.
@@ -337,9 +395,7 @@ fn tracer_provider(
         .build();
     let mut builder = SdkTracerProvider::builder()
         .with_resource(resource)
-        .with_sampler(settings.sampler.clone())
-        // Before the batch processor: attributes must be on the span before it is queued.
-        .with_span_processor(baggage::BaggageSpanProcessor);
+        .with_sampler(settings.sampler.clone());
     let exporter = match settings.exporter {
         Exporter::OtlpGrpc => Some(
             opentelemetry_otlp::SpanExporter::builder()
@@ -362,9 +418,18 @@ fn tracer_provider(
         let stats = export::ExportStats::new(settings.max_queue_size);
         let exporter = export::CountingExporter::new(exporter, stats.clone());
         let batch = BatchSpanProcessor::builder(exporter).build();
-        builder = builder.with_span_processor(export::Admission::new(batch, stats.clone()));
+        // One processor, not the baggage processor beside the batch one: the SDK copies
+        // each ended span once per processor when there are several (see `WithBaggage`).
+        // The baggage goes on first, as attributes must be on the span before it is queued.
+        builder = builder.with_span_processor(baggage::WithBaggage(export::Admission::new(
+            batch,
+            stats.clone(),
+        )));
         export::install(stats.clone());
         export::spawn_reporter(stats, settings.schedule_delay.max(Duration::from_secs(1)));
+    } else {
+        // Nothing is exported, but spans are still sampled, and carry the baggage.
+        builder = builder.with_span_processor(baggage::BaggageSpanProcessor);
     }
     Ok(builder.build())
 }
@@ -545,6 +610,103 @@ mod tests {
         )
         .unwrap();
         assert!(!s.propagation);
+    }
+
+    #[test]
+    fn the_span_filter_keeps_info_spans_and_none_of_the_plumbing() {
+        use tracing::Level;
+        let filter = span_filter();
+        for target in ["order_service::orders", "common::db", "gateway"] {
+            assert!(filter.would_enable(target, &Level::INFO), "{target}");
+            assert!(filter.would_enable(target, &Level::WARN), "{target}");
+            assert!(!filter.would_enable(target, &Level::DEBUG), "{target}");
+        }
+        for target in PLUMBING_TARGETS {
+            assert!(!filter.would_enable(target, &Level::ERROR), "{target}");
+        }
+        for target in [
+            "sqlx::query",
+            "hyper_util::client",
+            "opentelemetry_otlp::exporter",
+        ] {
+            assert!(!filter.would_enable(target, &Level::INFO), "{target}");
+        }
+    }
+
+    /// The messages of the events `f` logs under `log_filter(rust_log)`.
+    fn logged(rust_log: Option<&str>, f: impl FnOnce()) -> Vec<String> {
+        #[derive(Clone, Default)]
+        struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::registry().with(log_layer(
+            "test",
+            LogFormat::Json,
+            log_filter(rust_log).unwrap(),
+            move || writer.clone(),
+        ));
+        tracing::subscriber::with_default(subscriber, f);
+        let out = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        out.lines()
+            .map(|line| {
+                let line: serde_json::Value = serde_json::from_str(line).unwrap();
+                line["message"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_default_log_filter_is_info_with_sqlx_at_warn() {
+        let out = logged(None, || {
+            tracing::info!(target: "order_service", "kept");
+            tracing::debug!(target: "order_service", "too verbose");
+            tracing::info!(target: "sqlx::query", "a statement");
+            tracing::warn!(target: "sqlx::postgres::notice", "a notice");
+        });
+        assert_eq!(out, ["kept", "a notice"]);
+    }
+
+    #[test]
+    fn rust_log_sets_levels_per_target_and_may_filter_by_span() {
+        let out = logged(Some(" order_service=debug, "), || {
+            tracing::debug!(target: "order_service", "kept");
+            tracing::info!(target: "gateway", "no directive for this target");
+        });
+        assert_eq!(out, ["kept"]);
+
+        // A span directive: only what is logged inside `charge_card`.
+        let out = logged(Some("info,[charge_card]=debug"), || {
+            tracing::debug!("outside");
+            tracing::info_span!("charge_card").in_scope(|| tracing::debug!("inside"));
+            tracing::info!("info everywhere");
+        });
+        assert_eq!(out, ["inside", "info everywhere"]);
+    }
+
+    #[test]
+    fn a_malformed_rust_log_is_rejected_with_the_variable_named() {
+        let Err(err) = log_filter::<Registry>(Some("order_service=loud")) else {
+            panic!("a level that does not exist parsed");
+        };
+        assert!(
+            matches!(
+                err,
+                ConfigError::Invalid {
+                    name: "RUST_LOG",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[derive(Debug, thiserror::Error)]
