@@ -36,13 +36,19 @@ pub async fn serve(router: axum::Router) -> String {
     format!("http://{addr}")
 }
 
-/// The URL of a local port nothing listens on (bound, then released): a service that is down.
+/// The URL of a local port nothing listens on: a service that is down.
+///
+/// The port stays bound, without listening, for the rest of the test process, so a connection
+/// to it is refused and the kernel cannot hand it to another test's server running in
+/// parallel (a port bound and released at once can be, and then the "down" service answers).
 pub async fn closed_port_url() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
+    static HELD: Mutex<Vec<tokio::net::TcpSocket>> = Mutex::new(Vec::new());
+    let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("an address"))
         .expect("binding a free port");
-    let addr = listener.local_addr().expect("a bound address");
-    drop(listener);
+    let addr = socket.local_addr().expect("a bound address");
+    HELD.lock().expect("the held ports").push(socket);
     format!("http://{addr}")
 }
 
