@@ -73,7 +73,7 @@ struct Cli {
     seconds: u64,
     /// Requests in flight in the closed loop (and pgbench's clients).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
-    concurrency: u64,
+    concurrency: usize,
     /// Where the results table goes (the part between its markers is replaced).
     #[arg(long)]
     output: Option<PathBuf>,
@@ -187,46 +187,13 @@ async fn benchmark(cli: &Cli) -> anyhow::Result<ExitCode> {
     if cli.soak {
         return soak(&work).await;
     }
-    let plan = match cli.smoke {
-        true => Plan {
-            rounds: 1,
-            warm_up: Duration::from_millis(300),
-            phase: Duration::from_secs(1),
-            concurrency: 4,
-            smoke: true,
-            work,
-        },
-        false => Plan {
-            rounds: cli.rounds,
-            warm_up: Duration::from_secs(2),
-            phase: Duration::from_secs(cli.seconds),
-            concurrency: cli.concurrency as usize,
-            smoke: false,
-            work,
-        },
-    };
+    let plan = Plan::new(cli, work);
     let started = Instant::now();
-    let pgbench = pgbench::find();
-    if pgbench.is_none() {
-        eprintln!("bench: pgbench not found; the database-only ceiling is skipped");
-    }
-    let mut measurements: Vec<Measurement> = Vec::new();
-    let mut ceilings: Vec<f64> = Vec::new();
-    let mut fixed_rate: Option<f64> = None;
-    for round in 1..=plan.rounds {
-        for scenario in &SCENARIOS {
-            eprintln!("bench: round {round}/{}: {}", plan.rounds, scenario.name);
-            let (m, ceiling) =
-                measure(&plan, scenario, round, fixed_rate, pgbench.as_deref()).await?;
-            if scenario.key == "off" && fixed_rate.is_none() {
-                fixed_rate = Some((m.saturation_rps * 0.7).max(1.0));
-            }
-            eprintln!("bench:   {}", m.one_line());
-            measurements.push(m);
-            ceilings.extend(ceiling);
-        }
-    }
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let Rounds {
+        measurements,
+        ceilings,
+        fixed_rate,
+    } = run_rounds(&plan).await?;
     let results = report::Results {
         scenarios: &SCENARIOS,
         measurements: &measurements,
@@ -236,33 +203,12 @@ async fn benchmark(cli: &Cli) -> anyhow::Result<ExitCode> {
         phase: plan.phase,
         concurrency: plan.concurrency,
         elapsed: started.elapsed(),
-        command: format!(
-            "cargo run {}-p bench{}",
-            if system::is_release()? {
-                "--release "
-            } else {
-                ""
-            },
-            command
-                .split_once(' ')
-                .map_or(String::new(), |(_, a)| format!(" -- {a}"))
-        ),
+        command: command_line()?,
     };
     let markdown = results.markdown();
     println!("{markdown}");
     if plan.smoke {
-        let problems = results.smoke_problems();
-        if !problems.is_empty() {
-            for p in &problems {
-                eprintln!("bench --smoke: {p}");
-            }
-            return Ok(ExitCode::from(1));
-        }
-        eprintln!(
-            "bench --smoke: every scenario ran, spans arrived, no errors ({:.0} s)",
-            started.elapsed().as_secs_f64()
-        );
-        return Ok(ExitCode::SUCCESS);
+        return Ok(smoke_verdict(&results, started));
     }
     let output = cli
         .output
@@ -271,6 +217,101 @@ async fn benchmark(cli: &Cli) -> anyhow::Result<ExitCode> {
     report::write_between_markers(&output, &markdown)?;
     eprintln!("bench: written to {}", output.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The command that ran this benchmark, as a reader would type it.
+fn command_line() -> anyhow::Result<String> {
+    let args = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+    Ok(format!(
+        "cargo run {}-p bench{}",
+        if system::is_release()? {
+            "--release "
+        } else {
+            ""
+        },
+        if args.is_empty() {
+            String::new()
+        } else {
+            format!(" -- {args}")
+        }
+    ))
+}
+
+impl Plan {
+    /// The smoke mode's short plan, or the full one from the command line.
+    fn new(cli: &Cli, work: PathBuf) -> Self {
+        if cli.smoke {
+            Plan {
+                rounds: 1,
+                warm_up: Duration::from_millis(300),
+                phase: Duration::from_secs(1),
+                concurrency: 4,
+                smoke: true,
+                work,
+            }
+        } else {
+            Plan {
+                rounds: cli.rounds,
+                warm_up: Duration::from_secs(2),
+                phase: Duration::from_secs(cli.seconds),
+                concurrency: cli.concurrency,
+                smoke: false,
+                work,
+            }
+        }
+    }
+}
+
+/// What the interleaved rounds measured.
+struct Rounds {
+    measurements: Vec<Measurement>,
+    ceilings: Vec<f64>,
+    /// The open loop's rate: 70% of the first round's tracing-off saturation.
+    fixed_rate: Option<f64>,
+}
+
+/// Every scenario once per round, interleaved, so drift on the machine hits them all alike.
+async fn run_rounds(plan: &Plan) -> anyhow::Result<Rounds> {
+    let pgbench = pgbench::find();
+    if pgbench.is_none() {
+        eprintln!("bench: pgbench not found; the database-only ceiling is skipped");
+    }
+    let mut rounds = Rounds {
+        measurements: Vec::new(),
+        ceilings: Vec::new(),
+        fixed_rate: None,
+    };
+    for round in 1..=plan.rounds {
+        for scenario in &SCENARIOS {
+            eprintln!("bench: round {round}/{}: {}", plan.rounds, scenario.name);
+            let (m, ceiling) =
+                measure(plan, scenario, round, rounds.fixed_rate, pgbench.as_deref()).await?;
+            if scenario.key == "off" && rounds.fixed_rate.is_none() {
+                rounds.fixed_rate = Some((m.saturation_rps * 0.7).max(1.0));
+            }
+            eprintln!("bench:   {}", m.one_line());
+            rounds.measurements.push(m);
+            rounds.ceilings.extend(ceiling);
+        }
+    }
+    Ok(rounds)
+}
+
+/// The smoke mode's exit code: 1, with each problem on stderr, unless every scenario ran and
+/// its spans arrived.
+fn smoke_verdict(results: &report::Results<'_>, started: Instant) -> ExitCode {
+    let problems = results.smoke_problems();
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("bench --smoke: {p}");
+        }
+        return ExitCode::from(1);
+    }
+    eprintln!(
+        "bench --smoke: every scenario ran, spans arrived, no errors ({:.0} s)",
+        started.elapsed().as_secs_f64()
+    );
+    ExitCode::SUCCESS
 }
 
 /// The loadgen settings the benchmark uses: successful orders only, so every request does
@@ -307,6 +348,11 @@ impl Pids {
 }
 
 /// One run of one scenario; for tracing off, also the pgbench ceiling on the same database.
+#[expect(
+    clippy::too_many_lines,
+    reason = "the phases of one scenario in the order they run, each a call; split, the \
+              snapshots taken between them would travel as a dozen arguments"
+)]
 async fn measure(
     plan: &Plan,
     scenario: &Scenario,
@@ -368,8 +414,8 @@ async fn measure(
 
     // The open loop only once the tracing-off rate is known (the first run measures it).
     let rate = fixed_rate.unwrap_or((saturation.throughput() * 0.7).max(1.0));
-    let fixed = match scenario.keepalive {
-        true => Some(
+    let fixed = if scenario.keepalive {
+        Some(
             loadgen::run(
                 &load(
                     &target,
@@ -384,8 +430,9 @@ async fn measure(
                 ignore,
             )
             .await?,
-        ),
-        false => None,
+        )
+    } else {
+        None
     };
     let lost_total = system.spans_lost(&http).await?;
     let peak_rss_kib: Vec<(Binary, u64)> = pids
@@ -435,8 +482,7 @@ async fn measure(
         loadgen_cpu: after[2].since(&before[2]),
         receiver_cpu: after[3].since(&before[3]),
         peak_rss_kib,
-        spans_expected: (created as f64 * e2e::ORDER_TRACE_SPANS as f64 * scenario.sampled).round()
-            as u64,
+        spans_expected: expected_spans(created, scenario.sampled),
         spans_received: received,
         spans_lost: lost_total,
         spans_lost_saturation: lost_saturation,
@@ -445,9 +491,65 @@ async fn measure(
     Ok((m, ceiling))
 }
 
+/// Prints the soak's RSS samples as a table and says, per service, whether RSS stayed flat:
+/// after the first minute (pools and queues filled), no service grows by more than 2 MiB.
+fn print_rss(
+    pids: &[(Binary, u32)],
+    samples: &[(Duration, Vec<u64>)],
+    every: Duration,
+    rate: f64,
+) -> bool {
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    println!("RSS (MiB) every {every:?} at {rate}/s, 100% sampled:");
+    println!(
+        "| s | {} |",
+        pids.iter()
+            .map(|(b, _)| b.name())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    for (at, rss) in samples {
+        println!(
+            "| {} | {} |",
+            at.as_secs(),
+            rss.iter()
+                .map(|&k| format!("{:.1}", mib(k)))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+    }
+    let settled = samples.iter().find(|(at, _)| *at >= Duration::from_mins(1));
+    let (Some((_, settled)), Some((_, last))) = (settled, samples.last()) else {
+        return true;
+    };
+    let mut flat = true;
+    for (i, (b, _)) in pids.iter().enumerate() {
+        let growth = mib(last[i]) - mib(settled[i]);
+        let pass = growth <= 2.0;
+        flat &= pass;
+        println!(
+            "{} {}: {:+.1} MiB from 60 s to the end (target at most +2 MiB)",
+            if pass { "PASS" } else { "MISS" },
+            b.name(),
+            growth
+        );
+    }
+    flat
+}
+
+/// The spans `created` orders make when a `sampled` fraction of them is traced.
+#[expect(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "a rounded, non-negative count far below 2^52"
+)]
+fn expected_spans(created: u64, sampled: f64) -> u64 {
+    (created as f64 * e2e::ORDER_TRACE_SPANS as f64 * sampled).round() as u64
+}
+
 /// `--soak`: ten minutes of 100% sampled traffic at a fixed rate, RSS sampled.
 async fn soak(work: &std::path::Path) -> anyhow::Result<ExitCode> {
-    const LENGTH: Duration = Duration::from_secs(600);
+    const LENGTH: Duration = Duration::from_mins(10);
     const EVERY: Duration = Duration::from_secs(30);
     const RATE: f64 = 200.0;
     let system = System::start(&[], &work.join("soak")).await?;
@@ -457,16 +559,16 @@ async fn soak(work: &std::path::Path) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|s| (s.binary, s.process.pid()))
         .collect();
-    let sampler = tokio::spawn(async move {
+    let rss_sampler = tokio::spawn(async move {
         let mut samples: Vec<(Duration, Vec<u64>)> = Vec::new();
-        let start = Instant::now();
+        let started = Instant::now();
         loop {
             let rss = pids
                 .iter()
                 .map(|(_, p)| procfs::status_kib(*p, "VmRSS").unwrap_or(0))
                 .collect();
-            samples.push((start.elapsed(), rss));
-            if start.elapsed() >= LENGTH {
+            samples.push((started.elapsed(), rss));
+            if started.elapsed() >= LENGTH {
                 return (pids, samples);
             }
             tokio::time::sleep(EVERY).await;
@@ -486,51 +588,14 @@ async fn soak(work: &std::path::Path) -> anyhow::Result<ExitCode> {
         |p| eprintln!("soak: {p}"),
     )
     .await?;
-    let (pids, samples) = sampler.await?;
+    let (pids, samples) = rss_sampler.await?;
     println!("{report}");
-    println!("RSS (MiB) every {EVERY:?} at {RATE}/s, 100% sampled:");
-    println!(
-        "| s | {} |",
-        pids.iter()
-            .map(|(b, _)| b.name())
-            .collect::<Vec<_>>()
-            .join(" | ")
-    );
-    for (at, rss) in &samples {
-        println!(
-            "| {} | {} |",
-            at.as_secs(),
-            rss.iter()
-                .map(|k| format!("{:.1}", *k as f64 / 1024.0))
-                .collect::<Vec<_>>()
-                .join(" | ")
-        );
-    }
-    // Flat: after the first minute (pools and queues filled), no service grows by more than
-    // 2 MiB.
-    let settled = samples
-        .iter()
-        .find(|(at, _)| *at >= Duration::from_secs(60))
-        .map(|(_, r)| r.clone());
-    let last = samples.last().map(|(_, r)| r.clone());
-    let mut flat = true;
-    if let (Some(settled), Some(last)) = (settled, last) {
-        for (i, (b, _)) in pids.iter().enumerate() {
-            let growth = last[i] as f64 / 1024.0 - settled[i] as f64 / 1024.0;
-            let pass = growth <= 2.0;
-            flat &= pass;
-            println!(
-                "{} {}: {:+.1} MiB from 60 s to the end (target at most +2 MiB)",
-                if pass { "PASS" } else { "MISS" },
-                b.name(),
-                growth
-            );
-        }
-    }
-    let (_, db) = system.stop()?;
-    drop(db);
-    Ok(match flat && report.unexpected == 0 {
-        true => ExitCode::SUCCESS,
-        false => ExitCode::from(1),
+    let flat = print_rss(&pids, &samples, EVERY, RATE);
+    // Stops the services, then drops the database.
+    drop(system.stop()?);
+    Ok(if flat && report.unexpected == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     })
 }

@@ -12,7 +12,7 @@ use std::{path::Path, process::Command, time::Duration};
 use anyhow::{Context, bail};
 
 /// One confirmed order, in SQL. `\gset` keeps the returned ids for the next statements.
-pub const SCRIPT: &str = r"\set user_id random(1, 4)
+pub(crate) const SCRIPT: &str = r"\set user_id random(1, 4)
 \set cents random(1000, 4999)
 INSERT INTO orders (id, user_id, amount_minor, currency, status, idempotency_key, request_fingerprint, trace_id) VALUES (gen_random_uuid(), :user_id, :cents, 'USD', 'pending', NULL, NULL, '4bf92f3577b34da6a3ce929d0e0e4736') ON CONFLICT (idempotency_key) DO NOTHING RETURNING id AS order_id \gset
 SELECT tier, credit_limit_minor FROM users WHERE id = :user_id;
@@ -22,7 +22,7 @@ UPDATE orders SET status = 'confirmed', updated_at = now() WHERE id = :order_id;
 ";
 
 /// `pgbench` on the PATH, or in the Debian layout's versioned directory.
-pub fn find() -> Option<std::path::PathBuf> {
+pub(crate) fn find() -> Option<std::path::PathBuf> {
     let on_path = Command::new("pgbench")
         .arg("--version")
         .output()
@@ -41,7 +41,7 @@ pub fn find() -> Option<std::path::PathBuf> {
 
 /// Runs the script against `database_url` with `clients` connections for `duration`, and
 /// returns the transactions (orders) per second.
-pub fn run(
+pub(crate) fn run(
     pgbench: &Path,
     database_url: &str,
     clients: usize,
@@ -91,7 +91,7 @@ mod tests {
                       latency average = 4.389 ms\n\
                       initial connection time = 18.044 ms\n\
                       tps = 3645.123456 (without initial connection time)\n";
-        assert_eq!(parse_tps(output), Some(3645.123456));
+        assert_eq!(parse_tps(output), Some(3_645.123_456));
         assert_eq!(parse_tps("pgbench: error"), None);
     }
 }

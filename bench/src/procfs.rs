@@ -18,7 +18,7 @@ fn ticks_per_second() -> u64 {
 }
 
 /// User plus system CPU time of `pid` so far, or `None` if it is gone.
-pub fn cpu_time(pid: u32) -> Option<Duration> {
+pub(crate) fn cpu_time(pid: u32) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let ticks = parse_cpu_ticks(&stat)?;
     Some(Duration::from_secs_f64(
@@ -38,7 +38,7 @@ fn parse_cpu_ticks(stat: &str) -> Option<u64> {
 }
 
 /// A field of `/proc/<pid>/status` in KiB, e.g. `VmHWM` (peak resident set) or `VmRSS`.
-pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
+pub(crate) fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     parse_status_kib(&status, field)
 }
@@ -52,10 +52,10 @@ fn parse_status_kib(status: &str, field: &str) -> Option<u64> {
 
 /// CPU time of a set of processes at one moment, to subtract from a later one.
 #[derive(Clone, Debug, Default)]
-pub struct CpuSnapshot(HashMap<u32, Duration>);
+pub(crate) struct CpuSnapshot(HashMap<u32, Duration>);
 
 impl CpuSnapshot {
-    pub fn take(pids: &[u32]) -> CpuSnapshot {
+    pub(crate) fn take(pids: &[u32]) -> CpuSnapshot {
         CpuSnapshot(
             pids.iter()
                 .filter_map(|&p| Some((p, cpu_time(p)?)))
@@ -65,7 +65,7 @@ impl CpuSnapshot {
 
     /// CPU spent since `earlier` by the processes in `self`. A process that did not exist
     /// at `earlier` (a backend opened during the phase) counts from zero.
-    pub fn since(&self, earlier: &CpuSnapshot) -> Duration {
+    pub(crate) fn since(&self, earlier: &CpuSnapshot) -> Duration {
         self.0
             .iter()
             .map(|(pid, now)| now.saturating_sub(earlier.0.get(pid).copied().unwrap_or_default()))

@@ -8,7 +8,7 @@ use loadgen::Latency;
 use crate::system::Binary;
 
 /// One way of configuring the services' telemetry.
-pub struct Scenario {
+pub(crate) struct Scenario {
     pub name: &'static str,
     /// Short, stable name (`off`, `on`, ...), for logs and lookups.
     pub key: &'static str,
@@ -22,7 +22,7 @@ pub struct Scenario {
 
 /// What one run of one scenario measured.
 #[derive(Clone, Debug)]
-pub struct Measurement {
+pub(crate) struct Measurement {
     pub scenario: &'static str,
     pub saturation_rps: f64,
     pub saturation_requests: u64,
@@ -48,11 +48,11 @@ impl Measurement {
         cpu.as_secs_f64() * 1000.0 / self.saturation_requests.max(1) as f64
     }
 
-    pub fn service_ms(&self) -> f64 {
+    pub(crate) fn service_ms(&self) -> f64 {
         self.per_request_ms(self.service_cpu)
     }
 
-    pub fn one_line(&self) -> String {
+    pub(crate) fn one_line(&self) -> String {
         format!(
             "{:.0} req/s at saturation, {} p99 at the fixed rate, {:.3} ms service CPU a request, spans {}/{} (lost {})",
             self.saturation_rps,
@@ -72,14 +72,14 @@ fn ms(d: Duration) -> f64 {
 
 /// Median and range of a set of values.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Spread {
+pub(crate) struct Spread {
     pub median: f64,
     pub min: f64,
     pub max: f64,
 }
 
 impl Spread {
-    pub fn of(values: &[f64]) -> Option<Spread> {
+    pub(crate) fn of(values: &[f64]) -> Option<Spread> {
         let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
         if v.is_empty() {
             return None;
@@ -88,7 +88,7 @@ impl Spread {
         let n = v.len();
         let median = match n % 2 {
             1 => v[n / 2],
-            _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+            _ => f64::midpoint(v[n / 2 - 1], v[n / 2]),
         };
         Some(Spread {
             median,
@@ -98,6 +98,10 @@ impl Spread {
     }
 
     /// `1644 (1590-1700)`, or just the median for a single round.
+    #[expect(
+        clippy::float_cmp,
+        reason = "equal only when one round measured it: the same number, not a near one"
+    )]
     fn show(&self, decimals: usize) -> String {
         if self.min == self.max {
             format!("{:.*}", decimals, self.median)
@@ -111,7 +115,7 @@ impl Spread {
 }
 
 /// Everything one benchmark run produced.
-pub struct Results<'a> {
+pub(crate) struct Results<'a> {
     pub scenarios: &'a [Scenario],
     pub measurements: &'a [Measurement],
     pub ceilings: &'a [f64],
@@ -150,7 +154,7 @@ impl Results<'_> {
 
     /// What `--smoke` must find: every scenario ran and answered, spans arrived where traces
     /// were sampled, none where tracing was off.
-    pub fn smoke_problems(&self) -> Vec<String> {
+    pub(crate) fn smoke_problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         for s in self.scenarios {
             let runs = self.runs(s.key);
@@ -183,11 +187,19 @@ impl Results<'_> {
         problems
     }
 
+    /// Each target of issue 10 beside what this run measured.
     fn checks(&self) -> Vec<Check> {
         let mut checks = Vec::new();
+        self.throughput_checks(&mut checks);
+        self.latency_checks(&mut checks);
+        self.cpu_checks(&mut checks);
+        self.span_and_memory_checks(&mut checks);
+        checks
+    }
+
+    /// Sampled throughput against tracing off's.
+    fn throughput_checks(&self, checks: &mut Vec<Check>) {
         let sat = |m: &Measurement| Some(m.saturation_rps);
-        let p99 = |m: &Measurement| m.fixed.map(|(_, l)| ms(l.p99));
-        let cpu = |m: &Measurement| Some(m.service_ms());
         let off_sat = self.median("off", sat);
         for (key, floor) in [("on", 0.95), ("ratio", 0.99)] {
             if let (Some(off), Some(x)) = (off_sat, self.median(key, sat)) {
@@ -204,6 +216,11 @@ impl Results<'_> {
                 });
             }
         }
+    }
+
+    /// p99 at the fixed rate against tracing off's.
+    fn latency_checks(&self, checks: &mut Vec<Check>) {
+        let p99 = |m: &Measurement| m.fixed.map(|(_, l)| ms(l.p99));
         let off_p99 = self.median("off", p99);
         for (key, most) in [("on", 0.05), ("ratio", 0.02)] {
             if let (Some(off), Some(x)) = (off_p99, self.median(key, p99)) {
@@ -220,6 +237,11 @@ impl Results<'_> {
                 });
             }
         }
+    }
+
+    /// Service CPU a request, and per span, against tracing off's.
+    fn cpu_checks(&self, checks: &mut Vec<Check>) {
+        let cpu = |m: &Measurement| Some(m.service_ms());
         let off_cpu = self.median("off", cpu);
         if let (Some(off), Some(on)) = (off_cpu, self.median("on", cpu)) {
             let over = on / off - 1.0;
@@ -245,6 +267,10 @@ impl Results<'_> {
                 });
             }
         }
+    }
+
+    /// Dropped spans, added RSS, and the flow against the database-only ceiling.
+    fn span_and_memory_checks(&self, checks: &mut Vec<Check>) {
         let lost_fixed: u64 = self
             .runs("on")
             .iter()
@@ -279,7 +305,10 @@ impl Results<'_> {
                 });
             }
         }
-        if let (Some(ceiling), Some(on)) = (Spread::of(self.ceilings), self.median("on", sat)) {
+        if let (Some(ceiling), Some(on)) = (
+            Spread::of(self.ceilings),
+            self.median("on", |m| Some(m.saturation_rps)),
+        ) {
             let fraction = on / ceiling.median;
             checks.push(Check {
                 target: "100% sampled: throughput at least 50% of the database-only ceiling".into(),
@@ -293,10 +322,9 @@ impl Results<'_> {
                 margin: format!("{:+.0} points", (fraction - 0.5) * 100.0),
             });
         }
-        checks
     }
 
-    pub fn markdown(&self) -> String {
+    pub(crate) fn markdown(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "{}", machine());
         let _ = writeln!(
@@ -319,107 +347,12 @@ impl Results<'_> {
         let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
         let off_sat = self.median("off", |m| Some(m.saturation_rps));
         for s in self.scenarios {
-            let runs = self.runs(s.key);
-            if runs.is_empty() {
-                continue;
+            if let Some(row) = self.scenario_row(s, off_sat) {
+                let _ = writeln!(out, "{row}");
             }
-            let sat = self.spread(s.key, |m| Some(m.saturation_rps));
-            let vs_off = match (sat, off_sat) {
-                (Some(x), Some(off)) => format!("{:.1}%", x.median / off * 100.0),
-                _ => "-".into(),
-            };
-            let lat = |f: fn(&Latency) -> Duration| {
-                self.median(s.key, |m| m.fixed.map(|(_, l)| ms(f(&l))))
-            };
-            let latency = match (
-                lat(|l| l.p50),
-                lat(|l| l.p90),
-                lat(|l| l.p99),
-                lat(|l| l.p999),
-            ) {
-                (Some(a), Some(b), Some(c), Some(d)) => {
-                    let spread = self
-                        .spread(s.key, |m| m.fixed.map(|(_, l)| ms(l.p99)))
-                        .map(|p| format!(" (p99 {:.2}–{:.2})", p.min, p.max))
-                        .unwrap_or_default();
-                    format!("{a:.2} / {b:.2} / {c:.2} / {d:.2}{spread}")
-                }
-                _ => "not measured".into(),
-            };
-            let per_service = Binary::ALL
-                .iter()
-                .map(|b| {
-                    self.median(s.key, |m| {
-                        m.per_service_cpu
-                            .iter()
-                            .find(|(x, _)| x == b)
-                            .map(|(_, d)| m.per_request_ms(*d))
-                    })
-                    .map_or("-".into(), |v| format!("{v:.3}"))
-                })
-                .collect::<Vec<_>>()
-                .join(" / ");
-            let service = self
-                .spread(s.key, |m| Some(m.service_ms()))
-                .map_or("-".into(), |x| x.show(3));
-            let postgres = self
-                .spread(s.key, |m| Some(m.per_request_ms(m.postgres_cpu)))
-                .map_or("-".into(), |x| x.show(3));
-            let loadgen = self
-                .median(s.key, |m| Some(m.per_request_ms(m.loadgen_cpu)))
-                .unwrap_or(0.0);
-            let receiver = self
-                .median(s.key, |m| Some(m.per_request_ms(m.receiver_cpu)))
-                .unwrap_or(0.0);
-            let rss = Binary::ALL
-                .iter()
-                .map(|b| {
-                    self.median(s.key, |m| {
-                        m.peak_rss_kib
-                            .iter()
-                            .find(|(x, _)| x == b)
-                            .map(|(_, k)| *k as f64 / 1024.0)
-                    })
-                    .map_or("-".into(), |v| format!("{v:.1}"))
-                })
-                .collect::<Vec<_>>()
-                .join(" / ");
-            let spans = |f: fn(&Measurement) -> u64| runs.iter().map(|m| f(m)).sum::<u64>();
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} = {} | {} | {:.3} / {:.3} | {} | {} / {} / {} |",
-                s.name,
-                sat.map_or("-".into(), |x| x.show(0)),
-                vs_off,
-                latency,
-                service,
-                per_service,
-                postgres,
-                loadgen,
-                receiver,
-                rss,
-                spans(|m| m.spans_expected),
-                spans(|m| m.spans_received),
-                spans(|m| m.spans_lost),
-            );
         }
-        if let Some(ceiling) = Spread::of(self.ceilings) {
-            let on = self.median("on", |m| Some(m.saturation_rps));
-            let off = off_sat;
-            let _ = writeln!(
-                out,
-                "| the flow's five statements alone (pgbench, prepared, {} clients) | {} | {} | | | | | | |",
-                self.concurrency,
-                ceiling.show(0),
-                match (off, on) {
-                    (Some(off), Some(on)) => format!(
-                        "flow: {:.0}% off, {:.0}% on",
-                        off / ceiling.median * 100.0,
-                        on / ceiling.median * 100.0
-                    ),
-                    _ => String::new(),
-                }
-            );
+        if let Some(row) = self.ceiling_row(off_sat) {
+            let _ = writeln!(out, "{row}");
         }
         let _ = writeln!(
             out,
@@ -446,6 +379,117 @@ impl Results<'_> {
         );
         out
     }
+
+    /// The pgbench line, and the flow's throughput as a fraction of it.
+    fn ceiling_row(&self, off_sat: Option<f64>) -> Option<String> {
+        let ceiling = Spread::of(self.ceilings)?;
+        let on = self.median("on", |m| Some(m.saturation_rps));
+        let off = off_sat;
+        Some(format!(
+            "| the flow's five statements alone (pgbench, prepared, {} clients) | {} | {} | | | | | | |",
+            self.concurrency,
+            ceiling.show(0),
+            match (off, on) {
+                (Some(off), Some(on)) => format!(
+                    "flow: {:.0}% off, {:.0}% on",
+                    off / ceiling.median * 100.0,
+                    on / ceiling.median * 100.0
+                ),
+                _ => String::new(),
+            }
+        ))
+    }
+
+    /// One scenario's line of the table; `None` when the scenario did not run.
+    #[expect(
+        clippy::too_many_lines,
+        clippy::many_single_char_names,
+        reason = "one table row, column by column in the order of the header; `a`..`d` are \
+                  the four percentiles of one cell"
+    )]
+    fn scenario_row(&self, s: &Scenario, off_sat: Option<f64>) -> Option<String> {
+        let runs = self.runs(s.key);
+        if runs.is_empty() {
+            return None;
+        }
+        let sat = self.spread(s.key, |m| Some(m.saturation_rps));
+        let vs_off = match (sat, off_sat) {
+            (Some(x), Some(off)) => format!("{:.1}%", x.median / off * 100.0),
+            _ => "-".into(),
+        };
+        let lat =
+            |f: fn(&Latency) -> Duration| self.median(s.key, |m| m.fixed.map(|(_, l)| ms(f(&l))));
+        let latency = match (
+            lat(|l| l.p50),
+            lat(|l| l.p90),
+            lat(|l| l.p99),
+            lat(|l| l.p999),
+        ) {
+            (Some(a), Some(b), Some(c), Some(d)) => {
+                let spread = self
+                    .spread(s.key, |m| m.fixed.map(|(_, l)| ms(l.p99)))
+                    .map(|p| format!(" (p99 {:.2}–{:.2})", p.min, p.max))
+                    .unwrap_or_default();
+                format!("{a:.2} / {b:.2} / {c:.2} / {d:.2}{spread}")
+            }
+            _ => "not measured".into(),
+        };
+        let per_service = Binary::ALL
+            .iter()
+            .map(|b| {
+                self.median(s.key, |m| {
+                    m.per_service_cpu
+                        .iter()
+                        .find(|(x, _)| x == b)
+                        .map(|(_, d)| m.per_request_ms(*d))
+                })
+                .map_or("-".into(), |v| format!("{v:.3}"))
+            })
+            .collect::<Vec<_>>()
+            .join(" / ");
+        let service = self
+            .spread(s.key, |m| Some(m.service_ms()))
+            .map_or("-".into(), |x| x.show(3));
+        let postgres = self
+            .spread(s.key, |m| Some(m.per_request_ms(m.postgres_cpu)))
+            .map_or("-".into(), |x| x.show(3));
+        let loadgen = self
+            .median(s.key, |m| Some(m.per_request_ms(m.loadgen_cpu)))
+            .unwrap_or(0.0);
+        let receiver = self
+            .median(s.key, |m| Some(m.per_request_ms(m.receiver_cpu)))
+            .unwrap_or(0.0);
+        let rss = Binary::ALL
+            .iter()
+            .map(|b| {
+                self.median(s.key, |m| {
+                    m.peak_rss_kib
+                        .iter()
+                        .find(|(x, _)| x == b)
+                        .map(|(_, k)| *k as f64 / 1024.0)
+                })
+                .map_or("-".into(), |v| format!("{v:.1}"))
+            })
+            .collect::<Vec<_>>()
+            .join(" / ");
+        let spans = |f: fn(&Measurement) -> u64| runs.iter().map(|m| f(m)).sum::<u64>();
+        Some(format!(
+            "| {} | {} | {} | {} | {} = {} | {} | {:.3} / {:.3} | {} | {} / {} / {} |",
+            s.name,
+            sat.map_or("-".into(), |x| x.show(0)),
+            vs_off,
+            latency,
+            service,
+            per_service,
+            postgres,
+            loadgen,
+            receiver,
+            rss,
+            spans(|m| m.spans_expected),
+            spans(|m| m.spans_received),
+            spans(|m| m.spans_lost),
+        ))
+    }
 }
 
 /// Cores, CPU model and date, for the header of the table.
@@ -459,7 +503,7 @@ fn machine() -> String {
                 .map(|(_, m)| m.trim().to_owned())
         })
         .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
     let date = std::process::Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
         .output()
@@ -483,7 +527,7 @@ const END: &str = "<!-- bench:latest:end -->";
 
 /// Replaces what is between the markers in `path` with `table` (the rest of the file, such
 /// as the history of optimisations, is kept); appends the markers if they are missing.
-pub fn write_between_markers(path: &Path, table: &str) -> anyhow::Result<()> {
+pub(crate) fn write_between_markers(path: &Path, table: &str) -> anyhow::Result<()> {
     let old = std::fs::read_to_string(path).unwrap_or_default();
     let block = format!("{BEGIN}\n{table}\n{END}");
     let new = match (old.find(BEGIN), old.find(END)) {
@@ -504,6 +548,7 @@ fn label(key: &str) -> &str {
 }
 
 #[cfg(test)]
+#[expect(clippy::float_cmp, reason = "the expected values are exact")]
 mod tests {
     use super::*;
 

@@ -22,20 +22,20 @@ const PATIENCE: Duration = Duration::from_secs(20);
 
 /// The three services, in the order they are started (each needs the next one's address).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Binary {
+pub(crate) enum Binary {
     PaymentService,
     OrderService,
     Gateway,
 }
 
 impl Binary {
-    pub const ALL: [Binary; 3] = [
+    pub(crate) const ALL: [Binary; 3] = [
         Binary::Gateway,
         Binary::OrderService,
         Binary::PaymentService,
     ];
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Binary::Gateway => "gateway",
             Binary::OrderService => "order-service",
@@ -48,7 +48,7 @@ impl Binary {
 /// cargo that runs us (`cargo run` sets `CARGO`), so the benchmark always measures the current
 /// code. Numbers are only meaningful from `--release`; `.ci/run`'s smoke run uses the dev
 /// build the tests have already made.
-pub fn build_services() -> anyhow::Result<()> {
+pub(crate) fn build_services() -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut build = Command::new(cargo);
     build.args(["build", "--quiet", "--bins"]);
@@ -71,7 +71,7 @@ pub fn build_services() -> anyhow::Result<()> {
 }
 
 /// Whether this is a release build: the binary sits in `target/release`.
-pub fn is_release() -> anyhow::Result<bool> {
+pub(crate) fn is_release() -> anyhow::Result<bool> {
     Ok(binary_dir()?.file_name().is_some_and(|d| d == "release"))
 }
 
@@ -85,18 +85,18 @@ fn binary_dir() -> anyhow::Result<PathBuf> {
 }
 
 /// A child process, killed when dropped.
-pub struct Process {
+pub(crate) struct Process {
     pub name: &'static str,
     child: Child,
 }
 
 impl Process {
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// SIGTERM, then waits for the exit: the services flush their spans on the way out.
-    pub fn terminate(&mut self) -> anyhow::Result<()> {
+    pub(crate) fn terminate(&mut self) -> anyhow::Result<()> {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status()?;
         let deadline = Instant::now() + PATIENCE;
@@ -118,7 +118,7 @@ impl Drop for Process {
 }
 
 /// A started service.
-pub struct Service {
+pub(crate) struct Service {
     pub binary: Binary,
     pub process: Process,
     pub url: String,
@@ -176,7 +176,7 @@ impl Service {
 }
 
 /// The OTLP receiver, in its own process: `bench receive`.
-pub struct Receiver {
+pub(crate) struct Receiver {
     pub process: Process,
     pub grpc_endpoint: String,
     stdin: ChildStdin,
@@ -184,7 +184,7 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    pub fn start() -> anyhow::Result<Receiver> {
+    pub(crate) fn start() -> anyhow::Result<Receiver> {
         let mut child = Command::new(std::env::current_exe()?)
             .arg("receive")
             .stdin(Stdio::piped())
@@ -213,7 +213,7 @@ impl Receiver {
     }
 
     /// How many spans it has received so far.
-    pub fn spans_received(&mut self) -> anyhow::Result<u64> {
+    pub(crate) fn spans_received(&mut self) -> anyhow::Result<u64> {
         writeln!(self.stdin, "count")?;
         self.stdin.flush()?;
         let mut line = String::new();
@@ -227,7 +227,7 @@ impl Receiver {
 /// `bench receive`: runs the workspace's OTLP receiver, prints `grpc <endpoint>`, then
 /// answers each `count` line on stdin with the number of spans received; exits at the end of
 /// stdin (when the benchmark drops it).
-pub async fn receive() -> anyhow::Result<()> {
+pub(crate) async fn receive() -> anyhow::Result<()> {
     let receiver = std::sync::Arc::new(OtlpReceiver::start().await);
     println!("grpc {}", receiver.grpc_endpoint());
     let shared = receiver.clone();
@@ -246,17 +246,17 @@ pub async fn receive() -> anyhow::Result<()> {
 }
 
 /// How a scenario configures the services' telemetry.
-pub type TelemetryEnv = &'static [(&'static str, &'static str)];
+pub(crate) type TelemetryEnv = &'static [(&'static str, &'static str)];
 
 /// Database, receiver and the three services, wired as in compose.
-pub struct System {
+pub(crate) struct System {
     pub services: Vec<Service>,
     pub receiver: Receiver,
     pub db: TestDatabase,
 }
 
 impl System {
-    pub async fn start(telemetry: TelemetryEnv, logs: &Path) -> anyhow::Result<System> {
+    pub(crate) async fn start(telemetry: TelemetryEnv, logs: &Path) -> anyhow::Result<System> {
         std::fs::create_dir_all(logs)?;
         let receiver = Receiver::start()?;
         let db = TestDatabase::create().await;
@@ -308,11 +308,11 @@ impl System {
         })
     }
 
-    pub fn gateway_url(&self) -> &str {
+    pub(crate) fn gateway_url(&self) -> &str {
         &self.service(Binary::Gateway).url
     }
 
-    pub fn service(&self, binary: Binary) -> &Service {
+    pub(crate) fn service(&self, binary: Binary) -> &Service {
         self.services
             .iter()
             .find(|s| s.binary == binary)
@@ -321,7 +321,7 @@ impl System {
 
     /// Spans the services' SDKs gave up on, summed over the three (`spans_lost_total` in
     /// their `/metrics`).
-    pub async fn spans_lost(&self, http: &reqwest::Client) -> anyhow::Result<u64> {
+    pub(crate) async fn spans_lost(&self, http: &reqwest::Client) -> anyhow::Result<u64> {
         let mut total = 0;
         for service in &self.services {
             let text = http
@@ -337,7 +337,7 @@ impl System {
     }
 
     /// The Postgres backends serving this database.
-    pub async fn postgres_backends(&self) -> anyhow::Result<Vec<u32>> {
+    pub(crate) async fn postgres_backends(&self) -> anyhow::Result<Vec<u32>> {
         let pids: Vec<i32> =
             sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE datname = $1")
                 .bind(self.db.name())
@@ -350,7 +350,7 @@ impl System {
     }
 
     /// Stops the services cleanly (their spans are flushed), then reads the receiver's count.
-    pub fn stop(mut self) -> anyhow::Result<(u64, TestDatabase)> {
+    pub(crate) fn stop(mut self) -> anyhow::Result<(u64, TestDatabase)> {
         // The gateway first, as a load balancer would drain it; then the ones behind it.
         for service in self.services.iter_mut().rev() {
             service.process.terminate()?;
@@ -361,7 +361,7 @@ impl System {
 }
 
 /// Sums every `spans_lost_total{...} N` line of a Prometheus text body.
-pub fn parse_spans_lost(metrics: &str) -> u64 {
+pub(crate) fn parse_spans_lost(metrics: &str) -> u64 {
     metrics
         .lines()
         .filter(|l| l.starts_with("spans_lost_total"))

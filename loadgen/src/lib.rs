@@ -363,14 +363,18 @@ impl Recorder {
         if created.len() < REMEMBERED_ORDERS {
             created.push(order_id);
         } else {
-            let slot = (self.sent.load(Ordering::Relaxed) as usize) % REMEMBERED_ORDERS;
-            created[slot] = order_id;
+            let slot = self.sent.load(Ordering::Relaxed) % REMEMBERED_ORDERS as u64;
+            created[usize::try_from(slot).expect("below REMEMBERED_ORDERS")] = order_id;
         }
     }
 
     fn an_order(&self, n: u64) -> Option<String> {
         let created = self.created.lock().unwrap_or_else(PoisonError::into_inner);
-        (!created.is_empty()).then(|| created[(n as usize) % created.len()].clone())
+        if created.is_empty() {
+            return None;
+        }
+        let slot = usize::try_from(n % created.len() as u64).expect("below the length");
+        Some(created[slot].clone())
     }
 }
 
@@ -553,8 +557,8 @@ mod requests {
     /// the amounts sent for successful orders.
     const USERS: [(i64, &str); 4] = [(1, "gold"), (2, "platinum"), (3, "standard"), (4, "silver")];
 
-    pub fn order(n: u64) -> Value {
-        let (user_id, tier) = USERS[(n % USERS.len() as u64) as usize];
+    pub(crate) fn order(n: u64) -> Value {
+        let (user_id, tier) = USERS[usize::try_from(n % USERS.len() as u64).expect("below 4")];
         // 10.00 to 49.99: under user 3's limit of 100.00.
         let cents = 1000 + (n * 37) % 4000;
         json!({
@@ -564,7 +568,7 @@ mod requests {
         })
     }
 
-    pub fn declined(n: u64) -> Value {
+    pub(crate) fn declined(n: u64) -> Value {
         if n.is_multiple_of(2) {
             json!({"user_id": 1, "amount": amount(1999), "tier": "gold", "card_token": "tok_chargeDeclined"})
         } else {
@@ -574,13 +578,13 @@ mod requests {
     }
 
     /// A bad request: either a JSON body for `POST /api/orders`, raw bytes, or a path.
-    pub enum Bad {
+    pub(crate) enum Bad {
         Json(Value),
         Raw(&'static str),
         Path(&'static str),
     }
 
-    pub fn bad(n: u64) -> Bad {
+    pub(crate) fn bad(n: u64) -> Bad {
         match n % 4 {
             0 => Bad::Json(json!({"user_id": 1, "amount": -5})),
             1 => Bad::Json(json!({"amount": 12.5})),
@@ -634,9 +638,10 @@ async fn send(
             requests::Bad::Path(path) => client.get(format!("{base}{path}")),
         },
     };
-    let request = match keepalive {
-        true => request,
-        false => request.header("connection", "close"),
+    let request = if keepalive {
+        request
+    } else {
+        request.header("connection", "close")
     };
     let outcome = match request.send().await {
         Ok(response) => {
@@ -681,50 +686,16 @@ pub async fn run(
     let deadline = config.duration.map(|d| start + d);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
-    let driver = {
-        let (client, base, recorder, picker) = (
-            client.clone(),
-            base.clone(),
-            recorder.clone(),
-            picker.clone(),
-        );
-        let keepalive = config.keepalive;
-        let mode = config.mode;
-        tokio::spawn(async move {
-            match mode {
-                Mode::Open {
-                    rate,
-                    max_in_flight,
-                } => {
-                    open_loop(
-                        rate,
-                        max_in_flight,
-                        deadline,
-                        stop_rx,
-                        client,
-                        base,
-                        keepalive,
-                        recorder,
-                        picker,
-                    )
-                    .await
-                }
-                Mode::Closed { concurrency } => {
-                    closed_loop(
-                        concurrency,
-                        deadline,
-                        stop_rx,
-                        client,
-                        base,
-                        keepalive,
-                        recorder,
-                        picker,
-                    )
-                    .await
-                }
-            }
-        })
-    };
+    let driver = tokio::spawn(drive(
+        config.mode,
+        config.keepalive,
+        deadline,
+        stop_rx,
+        client,
+        base,
+        recorder.clone(),
+        picker,
+    ));
 
     tokio::pin!(stop);
     let mut driver = driver;
@@ -743,47 +714,100 @@ pub async fn run(
                 stopped = true;
                 let _ = stop_tx.send(true);
             }
-            _ = ticks.tick() => {
-                let mut t = recorder.state.lock().unwrap_or_else(PoisonError::into_inner);
-                let window_completed = t.window.len();
-                let window_p99 = (window_completed > 0)
-                    .then(|| Duration::from_micros(t.window.value_at_quantile(0.99)));
-                t.window.reset();
-                let progress = Progress {
-                    elapsed: start.elapsed(),
-                    sent: recorder.sent.load(Ordering::Relaxed),
-                    completed: t.completed,
-                    unexpected: t.unexpected,
-                    in_flight: recorder.in_flight.load(Ordering::Relaxed),
-                    window_p99,
-                    window_completed,
-                };
-                drop(t);
-                on_progress(&progress);
-            }
+            _ = ticks.tick() => on_progress(&recorder.progress(start)),
         }
     }
-    let elapsed = start.elapsed();
-    let t = recorder
-        .state
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    Ok(Report {
-        elapsed,
-        mode: match config.mode {
-            Mode::Open { rate, .. } => format!("open loop at {rate}/s"),
-            Mode::Closed { concurrency } => format!("closed loop, {concurrency} at a time"),
-        },
-        completed: t.completed,
-        unexpected: t.unexpected,
-        counts: t.counts.clone(),
-        latency: Latency::of(&t.all),
-        latency_by_kind: t
-            .by_kind
-            .iter()
-            .map(|(k, h)| (*k, Latency::of(h)))
-            .collect(),
-    })
+    Ok(recorder.report(config.mode, start.elapsed()))
+}
+
+/// Sends requests in `mode` until the deadline or the stop signal.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the driver task owns its share of what `run` set up; a struct would only rename it"
+)]
+async fn drive(
+    mode: Mode,
+    keepalive: bool,
+    deadline: Option<Instant>,
+    stop_rx: tokio::sync::watch::Receiver<bool>,
+    client: reqwest::Client,
+    base: Arc<str>,
+    recorder: Arc<Recorder>,
+    picker: Arc<Mutex<Picker>>,
+) {
+    match mode {
+        Mode::Open {
+            rate,
+            max_in_flight,
+        } => {
+            open_loop(
+                rate,
+                max_in_flight,
+                deadline,
+                stop_rx,
+                client,
+                base,
+                keepalive,
+                recorder,
+                picker,
+            )
+            .await;
+        }
+        Mode::Closed { concurrency } => {
+            closed_loop(
+                concurrency,
+                deadline,
+                stop_rx,
+                client,
+                base,
+                keepalive,
+                recorder,
+                picker,
+            )
+            .await;
+        }
+    }
+}
+
+impl Recorder {
+    /// The last second's progress; starts the next second's window.
+    fn progress(&self, start: Instant) -> Progress {
+        let mut t = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let window_completed = t.window.len();
+        let window_p99 =
+            (window_completed > 0).then(|| Duration::from_micros(t.window.value_at_quantile(0.99)));
+        t.window.reset();
+        Progress {
+            elapsed: start.elapsed(),
+            sent: self.sent.load(Ordering::Relaxed),
+            completed: t.completed,
+            unexpected: t.unexpected,
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            window_p99,
+            window_completed,
+        }
+    }
+
+    /// The summary of a run in `mode` that took `elapsed`.
+    fn report(&self, mode: Mode, elapsed: Duration) -> Report {
+        let t = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        Report {
+            elapsed,
+            mode: match mode {
+                Mode::Open { rate, .. } => format!("open loop at {rate}/s"),
+                Mode::Closed { concurrency } => format!("closed loop, {concurrency} at a time"),
+            },
+            completed: t.completed,
+            unexpected: t.unexpected,
+            counts: t.counts.clone(),
+            latency: Latency::of(&t.all),
+            latency_by_kind: t
+                .by_kind
+                .iter()
+                .map(|(k, h)| (*k, Latency::of(h)))
+                .collect(),
+        }
+    }
 }
 
 fn next_kind(picker: &Mutex<Picker>) -> Kind {
@@ -995,9 +1019,10 @@ mod tests {
                 "/api/orders/{id}",
                 get(
                     |axum::extract::Path(id): axum::extract::Path<String>| async move {
-                        match id.len() == 36 {
-                            true => StatusCode::OK,
-                            false => StatusCode::BAD_REQUEST,
+                        if id.len() == 36 {
+                            StatusCode::OK
+                        } else {
+                            StatusCode::BAD_REQUEST
                         }
                     },
                 ),
@@ -1027,7 +1052,7 @@ mod tests {
             max_in_flight: 64,
         };
         let report = run(
-            &config(target, mode, Duration::from_millis(1000)),
+            &config(target, mode, Duration::from_secs(1)),
             std::future::pending(),
             |_| {},
         )
@@ -1060,7 +1085,7 @@ mod tests {
         let report = run(&config, std::future::pending(), |_| {}).await.unwrap();
         assert_eq!(report.completed, 30);
         assert!(
-            report.latency.max > Duration::from_millis(1000),
+            report.latency.max > Duration::from_secs(1),
             "the last request waited for 29 others: {report}"
         );
     }

@@ -8,7 +8,7 @@ use std::{
 };
 
 use clap::Parser;
-use loadgen::{Config, Mix, Mode};
+use loadgen::{Config, Mix, Mode, Report};
 
 /// Sends a mix of orders, reads, declined payments and bad requests to the gateway.
 ///
@@ -36,12 +36,12 @@ struct Cli {
     rate: f64,
     /// Closed loop instead: this many requests at a time, as fast as possible.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    concurrency: Option<u32>,
+    concurrency: Option<usize>,
     /// How long to send (`30s`, `5m`, `500ms`, or seconds); `0` runs until SIGTERM or
     /// Ctrl-C, then prints the summary.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     duration: Duration,
-    /// Weights of the request kinds: order, read, declined, bad_request (or bad).
+    /// Weights of the request kinds: order, read, declined, `bad_request` (or bad).
     #[arg(long, default_value_t = Mix::default())]
     mix: Mix,
     /// Open a new connection for every request instead of reusing pooled ones.
@@ -99,14 +99,11 @@ async fn stop_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+        let kind = tokio::signal::unix::SignalKind::terminate();
+        let Ok(mut term) = tokio::signal::unix::signal(kind) else {
+            let _ = ctrl_c.await;
+            return;
+        };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -119,22 +116,7 @@ async fn stop_signal() {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = Config {
-        target: cli.target.clone(),
-        mode: match cli.concurrency {
-            Some(n) => Mode::Closed {
-                concurrency: n as usize,
-            },
-            None => Mode::Open {
-                rate: cli.rate,
-                max_in_flight: cli.max_in_flight,
-            },
-        },
-        duration: (!cli.duration.is_zero()).then_some(cli.duration),
-        mix: cli.mix.clone(),
-        keepalive: !cli.no_keepalive,
-        timeout: cli.timeout,
-    };
+    let config = config(&cli);
     let client = match loadgen::client(&config) {
         Ok(c) => c,
         Err(e) => {
@@ -148,24 +130,7 @@ async fn main() -> ExitCode {
     }
     let tty = std::io::stderr().is_terminal();
     let quiet = cli.quiet;
-    eprintln!(
-        "loadgen: {} -> {} ({}), mix {}{}",
-        match config.mode {
-            Mode::Open { rate, .. } => format!("{rate}/s"),
-            Mode::Closed { concurrency } => format!("{concurrency} at a time"),
-        },
-        config.target,
-        match config.duration {
-            Some(d) => format!("for {d:?}"),
-            None => "until SIGTERM or Ctrl-C".to_owned(),
-        },
-        config.mix,
-        if config.keepalive {
-            ""
-        } else {
-            ", a new connection per request"
-        },
-    );
+    eprintln!("loadgen: {}", describe(&config));
     let result = loadgen::run(&config, stop_signal(), |progress| {
         if quiet {
             return;
@@ -173,9 +138,10 @@ async fn main() -> ExitCode {
         let mut err = std::io::stderr().lock();
         // On a terminal the line is rewritten in place; in a log (compose) each second is a
         // line of its own.
-        let _ = match tty {
-            true => write!(err, "\r\x1b[2K{progress}"),
-            false => writeln!(err, "{progress}"),
+        let _ = if tty {
+            write!(err, "\r\x1b[2K{progress}")
+        } else {
+            writeln!(err, "{progress}")
         };
         let _ = err.flush();
     })
@@ -198,6 +164,52 @@ async fn main() -> ExitCode {
     } else {
         print!("{report}");
     }
+    exit_code(&report, &config)
+}
+
+/// The run the command line asks for.
+fn config(cli: &Cli) -> Config {
+    Config {
+        target: cli.target.clone(),
+        mode: match cli.concurrency {
+            Some(concurrency) => Mode::Closed { concurrency },
+            None => Mode::Open {
+                rate: cli.rate,
+                max_in_flight: cli.max_in_flight,
+            },
+        },
+        duration: (!cli.duration.is_zero()).then_some(cli.duration),
+        mix: cli.mix.clone(),
+        keepalive: !cli.no_keepalive,
+        timeout: cli.timeout,
+    }
+}
+
+/// The run in one line, for the start of the log.
+fn describe(config: &Config) -> String {
+    format!(
+        "{} -> {} ({}), mix {}{}",
+        match config.mode {
+            Mode::Open { rate, .. } => format!("{rate}/s"),
+            Mode::Closed { concurrency } => format!("{concurrency} at a time"),
+        },
+        config.target,
+        match config.duration {
+            Some(d) => format!("for {d:?}"),
+            None => "until SIGTERM or Ctrl-C".to_owned(),
+        },
+        config.mix,
+        if config.keepalive {
+            ""
+        } else {
+            ", a new connection per request"
+        },
+    )
+}
+
+/// 3 when the target was never reached, 1 when a request got a status it should not have,
+/// 0 otherwise.
+fn exit_code(report: &Report, config: &Config) -> ExitCode {
     if report.unreachable() {
         eprintln!("loadgen: {} was not reachable", config.target);
         ExitCode::from(3)
@@ -220,7 +232,7 @@ mod tests {
     fn durations_take_units_and_bare_seconds() {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_mins(2)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
         assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
         assert!(parse_duration("5 minutes").is_err());

@@ -104,6 +104,94 @@ pub fn analyse(spans: Vec<ReceivedSpan>) -> Vec<Trace> {
         .collect()
 }
 
+/// Each span's parent, by index, and how many spans repeat another's id. With duplicates,
+/// children attach to the last span of that id; any one will do.
+fn link_parents(spans: &[ReceivedSpan]) -> (Vec<Option<usize>>, usize) {
+    let mut index: HashMap<&str, usize> = HashMap::with_capacity(spans.len());
+    let mut duplicate_ids = 0;
+    for (i, s) in spans.iter().enumerate() {
+        if index.insert(s.span_id.as_str(), i).is_some() {
+            duplicate_ids += 1;
+        }
+    }
+    let parent = spans
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            s.parent_span_id
+                .as_deref()
+                .and_then(|p| index.get(p).copied())
+                .filter(|&p| p != i)
+        })
+        .collect();
+    (parent, duplicate_ids)
+}
+
+/// The children and depth of each span, and the spans that head a subtree (roots, orphans,
+/// and one span of each parent cycle, whose parent link is cut in `parent`).
+fn shape_tree(spans: &[ReceivedSpan], parent: &mut [Option<usize>]) -> Shape {
+    let n = spans.len();
+    let mut tops: Vec<(usize, TopKind)> = (0..n)
+        .filter(|&i| parent[i].is_none())
+        .map(|i| {
+            let kind = if spans[i].parent_span_id.is_some() {
+                TopKind::Orphan
+            } else {
+                TopKind::Root
+            };
+            (i, kind)
+        })
+        .collect();
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, p) in parent.iter().enumerate() {
+        if let Some(p) = *p {
+            children[p].push(i);
+        }
+    }
+
+    let mut depth = vec![0; n];
+    let mut seen = vec![false; n];
+    let mark = |top: usize, depth: &mut [usize], seen: &mut [bool], ch: &[Vec<usize>]| {
+        // Iterative, so a hostile trace nested a million deep cannot overflow the stack.
+        let mut stack = vec![(top, 0)];
+        while let Some((i, d)) = stack.pop() {
+            if seen[i] {
+                continue;
+            }
+            seen[i] = true;
+            depth[i] = d;
+            stack.extend(ch[i].iter().map(|&c| (c, d + 1)));
+        }
+    };
+    for &(top, _) in &tops {
+        mark(top, &mut depth, &mut seen, &children);
+    }
+    // Whatever is not reachable from a top sits in a parent cycle: cut each cycle at its
+    // earliest span.
+    for i in 0..n {
+        if !seen[i] {
+            if let Some(p) = parent[i].take() {
+                children[p].retain(|&c| c != i);
+            }
+            tops.push((i, TopKind::Cycle));
+            mark(i, &mut depth, &mut seen, &children);
+        }
+    }
+    tops.sort_by_key(|&(i, _)| i);
+    Shape {
+        children,
+        depth,
+        tops,
+    }
+}
+
+/// What [`shape_tree`] finds: the fields of the same names in [`Trace`].
+struct Shape {
+    children: Vec<Vec<usize>>,
+    depth: Vec<usize>,
+    tops: Vec<(usize, TopKind)>,
+}
+
 impl Trace {
     /// Builds the tree and the critical path of `spans`, which should all belong to
     /// `trace_id` (the id is only used for display).
@@ -111,73 +199,12 @@ impl Trace {
         spans.sort_by(|a, b| {
             (a.start_unix_nano, &a.name, &a.span_id).cmp(&(b.start_unix_nano, &b.name, &b.span_id))
         });
-        let n = spans.len();
-        let mut index: HashMap<&str, usize> = HashMap::with_capacity(n);
-        let mut duplicate_ids = 0;
-        for (i, s) in spans.iter().enumerate() {
-            if index.insert(s.span_id.as_str(), i).is_some() {
-                duplicate_ids += 1;
-            }
-        }
-        // With duplicates, children attach to the last span of that id; any one will do.
-        let mut parent: Vec<Option<usize>> = spans
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                s.parent_span_id
-                    .as_deref()
-                    .and_then(|p| index.get(p).copied())
-                    .filter(|&p| p != i)
-            })
-            .collect();
-        drop(index);
-        let mut tops: Vec<(usize, TopKind)> = (0..n)
-            .filter(|&i| parent[i].is_none())
-            .map(|i| {
-                let kind = if spans[i].parent_span_id.is_some() {
-                    TopKind::Orphan
-                } else {
-                    TopKind::Root
-                };
-                (i, kind)
-            })
-            .collect();
-        let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
-        for (i, p) in parent.iter().enumerate() {
-            if let Some(p) = *p {
-                children[p].push(i);
-            }
-        }
-
-        let mut depth = vec![0; n];
-        let mut seen = vec![false; n];
-        let mark = |top: usize, depth: &mut [usize], seen: &mut [bool], ch: &[Vec<usize>]| {
-            // Iterative, so a hostile trace nested a million deep cannot overflow the stack.
-            let mut stack = vec![(top, 0)];
-            while let Some((i, d)) = stack.pop() {
-                if seen[i] {
-                    continue;
-                }
-                seen[i] = true;
-                depth[i] = d;
-                stack.extend(ch[i].iter().map(|&c| (c, d + 1)));
-            }
-        };
-        for &(top, _) in &tops {
-            mark(top, &mut depth, &mut seen, &children);
-        }
-        // Whatever is not reachable from a top sits in a parent cycle: cut each cycle at its
-        // earliest span.
-        for i in 0..n {
-            if !seen[i] {
-                if let Some(p) = parent[i].take() {
-                    children[p].retain(|&c| c != i);
-                }
-                tops.push((i, TopKind::Cycle));
-                mark(i, &mut depth, &mut seen, &children);
-            }
-        }
-        tops.sort_by_key(|&(i, _)| i);
+        let (mut parent, duplicate_ids) = link_parents(&spans);
+        let Shape {
+            children,
+            depth,
+            tops,
+        } = shape_tree(&spans, &mut parent);
 
         let start_unix_nano = spans.iter().map(|s| s.start_unix_nano).min().unwrap_or(0);
         let end_unix_nano = spans
@@ -256,16 +283,13 @@ impl Trace {
                     .iter()
                     .filter(|&&(_, _, ke)| ke <= cursor)
                     .max_by(|a, b| a.2.cmp(&b.2).then(b.1.cmp(&a.1)));
-                match next {
-                    Some(&(c, ks, ke)) => {
-                        self_ns += cursor - ke;
-                        chosen.push((c, ks, ke));
-                        cursor = ks;
-                    }
-                    None => {
-                        self_ns += cursor - start;
-                        cursor = start;
-                    }
+                if let Some(&(c, ks, ke)) = next {
+                    self_ns += cursor - ke;
+                    chosen.push((c, ks, ke));
+                    cursor = ks;
+                } else {
+                    self_ns += cursor - start;
+                    cursor = start;
                 }
             }
             path.push(PathStep { span: i, self_ns });
@@ -374,7 +398,7 @@ impl Trace {
                     "depth": self.depth[i],
                     "place": group,
                     "start_offset_us": us(s.start_unix_nano - self.start_unix_nano),
-                    "duration_us": us(s.duration().as_nanos() as u64),
+                    "duration_us": us(s.duration_ns()),
                     "status": match &s.status {
                         crate::span::SpanStatus::Unset => "UNSET",
                         crate::span::SpanStatus::Ok => "OK",
@@ -418,7 +442,8 @@ pub fn percent(part: u64, whole: u64) -> u64 {
     if whole == 0 {
         return 100;
     }
-    ((u128::from(part) * 100 + u128::from(whole) / 2) / u128::from(whole)) as u64
+    let rounded = (u128::from(part) * 100 + u128::from(whole) / 2) / u128::from(whole);
+    u64::try_from(rounded).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -428,11 +453,17 @@ pub(crate) mod tests {
     use super::*;
     use crate::span::{SpanKind, SpanStatus};
 
-    pub const MS: u64 = 1_000_000;
-    pub const T0: u64 = 1_700_000_000_000_000_000;
+    pub(crate) const MS: u64 = 1_000_000;
+    pub(crate) const T0: u64 = 1_700_000_000_000_000_000;
 
     /// A span of service "svc" from `start` to `end` milliseconds after T0.
-    pub fn span(id: &str, parent: Option<&str>, name: &str, start: u64, end: u64) -> ReceivedSpan {
+    pub(crate) fn span(
+        id: &str,
+        parent: Option<&str>,
+        name: &str,
+        start: u64,
+        end: u64,
+    ) -> ReceivedSpan {
         ReceivedSpan {
             service_name: "svc".to_owned(),
             resource: BTreeMap::new(),
@@ -599,8 +630,11 @@ pub(crate) mod tests {
             ));
         }
         let t = trace(spans);
-        assert_eq!(t.critical_path.len(), n as usize);
-        assert_eq!(t.depth.iter().max(), Some(&(n as usize - 1)));
+        assert_eq!(t.critical_path.len(), usize::try_from(n).unwrap());
+        assert_eq!(
+            t.depth.iter().max(),
+            Some(&(usize::try_from(n).unwrap() - 1))
+        );
     }
 
     #[test]

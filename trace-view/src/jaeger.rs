@@ -80,36 +80,7 @@ pub async fn fetch_trace(
             base: base.clone(),
             reason: e.to_string(),
         })?;
-    let failed = |e: reqwest::Error, base: &str| {
-        if e.is_timeout() {
-            FetchError::Timeout {
-                base: base.to_owned(),
-                timeout: timeouts.total,
-            }
-        } else {
-            FetchError::Unreachable {
-                base: base.to_owned(),
-                reason: error_chain(&e),
-            }
-        }
-    };
-    let mut response = client
-        .get(&url)
-        .header("accept", "application/json")
-        .send()
-        .await
-        .map_err(|e| failed(e, &base))?;
-    let status = response.status();
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| failed(e, &base))? {
-        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(FetchError::TooLarge {
-                url,
-                limit: MAX_ANSWER_BYTES,
-            });
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let (status, body) = get_bounded(&client, &url, &base, timeouts).await?;
     if status == reqwest::StatusCode::NOT_FOUND && is_jaeger_not_found(&body) {
         return Err(FetchError::NotFound {
             trace_id: trace_id.to_owned(),
@@ -132,6 +103,47 @@ pub async fn fetch_trace(
         });
     }
     json::decode(&body).map_err(|source| FetchError::Malformed { url, source })
+}
+
+/// GETs `url` and reads at most [`MAX_ANSWER_BYTES`] of its body: a hostile or broken Jaeger
+/// cannot make this tool buffer without bound.
+async fn get_bounded(
+    client: &reqwest::Client,
+    url: &str,
+    base: &str,
+    timeouts: Timeouts,
+) -> Result<(reqwest::StatusCode, Vec<u8>), FetchError> {
+    let failed = |e: reqwest::Error| {
+        if e.is_timeout() {
+            FetchError::Timeout {
+                base: base.to_owned(),
+                timeout: timeouts.total,
+            }
+        } else {
+            FetchError::Unreachable {
+                base: base.to_owned(),
+                reason: error_chain(&e),
+            }
+        }
+    };
+    let mut response = client
+        .get(url)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .map_err(failed)?;
+    let status = response.status();
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(failed)? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(FetchError::TooLarge {
+                url: url.to_owned(),
+                limit: MAX_ANSWER_BYTES,
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((status, body))
 }
 
 /// Whether a 404 body is Jaeger's own "no such trace" (and not, say, a proxy's page for a

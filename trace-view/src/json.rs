@@ -57,61 +57,72 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<ReceivedSpan>, JsonError> {
         for ss in rs.scope_spans {
             let scope_name = ss.scope.map(|s| s.name).unwrap_or_default();
             for s in ss.spans {
-                let index = out.len();
-                let bad = |problem: String| JsonError::BadSpan { index, problem };
-                let trace_id = id(&s.trace_id, 16).map_err(|p| bad(format!("traceId {p}")))?;
-                let span_id = id(&s.span_id, 8).map_err(|p| bad(format!("spanId {p}")))?;
-                let parent_span_id = match s.parent_span_id.as_deref() {
-                    None | Some("") => None,
-                    Some(p) => {
-                        let p = id(p, 8).map_err(|e| bad(format!("parentSpanId {e}")))?;
-                        (!p.bytes().all(|b| b == b'0')).then_some(p)
-                    }
-                };
-                let status = s
-                    .status
-                    .map(|st| SpanStatus::from_otlp(st.code.0, st.message))
-                    .unwrap_or(SpanStatus::Unset);
-                let links = s
-                    .links
-                    .into_iter()
-                    .map(|l| {
-                        Ok((
-                            id(&l.trace_id, 16).map_err(|p| bad(format!("link traceId {p}")))?,
-                            id(&l.span_id, 8).map_err(|p| bad(format!("link spanId {p}")))?,
-                        ))
-                    })
-                    .collect::<Result<_, JsonError>>()?;
-                out.push(ReceivedSpan {
-                    service_name: service.clone(),
-                    resource: resource.clone(),
-                    scope_name: scope_name.clone(),
-                    trace_id,
-                    span_id,
-                    parent_span_id,
-                    trace_state: s.trace_state,
-                    flags: s.flags,
-                    name: s.name,
-                    kind: SpanKind::from_otlp(s.kind.0),
-                    start_unix_nano: s.start_time_unix_nano.0,
-                    end_unix_nano: s.end_time_unix_nano.0,
-                    attributes: attributes(s.attributes),
-                    events: s
-                        .events
-                        .into_iter()
-                        .map(|e| ReceivedEvent {
-                            name: e.name,
-                            time_unix_nano: e.time_unix_nano.0,
-                            attributes: attributes(e.attributes),
-                        })
-                        .collect(),
-                    links,
-                    status,
-                });
+                let span = received(s, out.len(), &service, &resource, &scope_name)?;
+                out.push(span);
             }
         }
     }
     Ok(out)
+}
+
+/// Span number `index` of the document, with its resource's service and attributes and its
+/// scope's name, checked and converted.
+fn received(
+    s: Span,
+    index: usize,
+    service: &str,
+    resource: &BTreeMap<String, AttrValue>,
+    scope_name: &str,
+) -> Result<ReceivedSpan, JsonError> {
+    let bad = |problem: String| JsonError::BadSpan { index, problem };
+    let trace_id = id(&s.trace_id, 16).map_err(|p| bad(format!("traceId {p}")))?;
+    let span_id = id(&s.span_id, 8).map_err(|p| bad(format!("spanId {p}")))?;
+    let parent_span_id = match s.parent_span_id.as_deref() {
+        None | Some("") => None,
+        Some(p) => {
+            let p = id(p, 8).map_err(|e| bad(format!("parentSpanId {e}")))?;
+            (!p.bytes().all(|b| b == b'0')).then_some(p)
+        }
+    };
+    let status = s.status.map_or(SpanStatus::Unset, |st| {
+        SpanStatus::from_otlp(st.code.0, st.message)
+    });
+    let links = s
+        .links
+        .into_iter()
+        .map(|l| {
+            Ok((
+                id(&l.trace_id, 16).map_err(|p| bad(format!("link traceId {p}")))?,
+                id(&l.span_id, 8).map_err(|p| bad(format!("link spanId {p}")))?,
+            ))
+        })
+        .collect::<Result<_, JsonError>>()?;
+    Ok(ReceivedSpan {
+        service_name: service.to_owned(),
+        resource: resource.clone(),
+        scope_name: scope_name.to_owned(),
+        trace_id,
+        span_id,
+        parent_span_id,
+        trace_state: s.trace_state,
+        flags: s.flags,
+        name: s.name,
+        kind: SpanKind::from_otlp(s.kind.0),
+        start_unix_nano: s.start_time_unix_nano.0,
+        end_unix_nano: s.end_time_unix_nano.0,
+        attributes: attributes(s.attributes),
+        events: s
+            .events
+            .into_iter()
+            .map(|e| ReceivedEvent {
+                name: e.name,
+                time_unix_nano: e.time_unix_nano.0,
+                attributes: attributes(e.attributes),
+            })
+            .collect(),
+        links,
+        status,
+    })
 }
 
 /// Spans as a bare OTLP JSON document (`{"resourceSpans": [...]}`), one resource per distinct
@@ -122,12 +133,11 @@ pub fn encode(spans: &[ReceivedSpan]) -> Value {
     // linear search beats building keys for a map.
     let mut groups: Vec<(&BTreeMap<String, AttrValue>, Vec<ScopeGroup>)> = Vec::new();
     for span in spans {
-        let index = match groups.iter().position(|(r, _)| *r == &span.resource) {
-            Some(i) => i,
-            None => {
-                groups.push((&span.resource, Vec::new()));
-                groups.len() - 1
-            }
+        let index = if let Some(i) = groups.iter().position(|(r, _)| *r == &span.resource) {
+            i
+        } else {
+            groups.push((&span.resource, Vec::new()));
+            groups.len() - 1
         };
         let scopes = &mut groups[index].1;
         match scopes.iter_mut().find(|(name, _)| *name == span.scope_name) {
@@ -255,6 +265,10 @@ struct Scope {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[expect(
+    clippy::struct_field_names,
+    reason = "the field names of OTLP JSON's `Span`"
+)]
 struct Span {
     #[serde(default)]
     trace_id: String,
@@ -321,6 +335,10 @@ struct KeyValue {
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
+#[expect(
+    clippy::struct_field_names,
+    reason = "the field names of OTLP JSON's `AnyValue`"
+)]
 struct AnyValue {
     string_value: Option<String>,
     bool_value: Option<bool>,
@@ -345,7 +363,7 @@ struct KvList {
 
 fn attributes(kvs: Vec<KeyValue>) -> BTreeMap<String, AttrValue> {
     kvs.into_iter()
-        .map(|kv| (kv.key, kv.value.map(value).unwrap_or(AttrValue::Empty)))
+        .map(|kv| (kv.key, kv.value.map_or(AttrValue::Empty, value)))
         .collect()
 }
 
@@ -553,7 +571,8 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
         bits += 6;
         if bits >= 8 {
             bits -= 8;
-            out.push((acc >> bits) as u8);
+            // `acc` holds fewer than 16 bits here: the byte is its low byte after the shift.
+            out.push((acc >> bits).to_le_bytes()[0]);
             acc &= (1 << bits) - 1;
         }
     }

@@ -137,17 +137,16 @@ impl Printer<'_> {
             value["updated"] = serde_json::Value::Bool(new_spans.is_some());
             format!("{value}\n")
         } else {
-            let mut text = String::new();
-            if let Some(n) = new_spans {
-                text.push_str(&format!(
-                    "updated: {n} more span{} arrived for trace {}\n",
-                    if n == 1 { "" } else { "s" },
-                    trace.trace_id
-                ));
-            }
-            text.push_str(&waterfall(trace, &self.options.style));
-            text.push('\n');
-            text
+            let updated = new_spans
+                .map(|n| {
+                    format!(
+                        "updated: {n} more span{} arrived for trace {}\n",
+                        if n == 1 { "" } else { "s" },
+                        trace.trace_id
+                    )
+                })
+                .unwrap_or_default();
+            format!("{updated}{}\n", waterfall(trace, &self.options.style))
         };
         // Flushed per trace: stdout is often a pipe (a test, the local run), which would
         // otherwise hold the waterfall back until its buffer fills.

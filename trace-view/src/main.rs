@@ -35,7 +35,7 @@ Environment:
 
 /// See a trace in the terminal: its waterfall, critical path and bottleneck.
 ///
-/// The spans come from Jaeger's query API (a TRACE_ID), from a file of OTLP JSON (--file), or
+/// The spans come from Jaeger's query API (a `TRACE_ID`), from a file of OTLP JSON (--file), or
 /// straight from OTLP exporters (listen).
 #[derive(Parser)]
 #[command(

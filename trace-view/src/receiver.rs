@@ -166,6 +166,10 @@ impl OtlpReceiver {
 
     /// Binds both servers as `config` says and starts serving. The error names the
     /// address that could not be bound.
+    #[expect(
+        clippy::unused_async,
+        reason = "it spawns the servers on the current runtime: being async says it needs one"
+    )]
     pub async fn bind(config: ReceiverConfig) -> io::Result<OtlpReceiver> {
         let named = |what: &'static str, addr: SocketAddr| {
             move |e: io::Error| io::Error::new(e.kind(), format!("{what} on {addr}: {e}"))
@@ -371,8 +375,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Binds with SO_REUSEADDR: after `stop` the closed connections linger in
-/// TIME_WAIT on our side, which would otherwise make `restart` fail.
+/// Binds with `SO_REUSEADDR`: after `stop` the closed connections linger in
+/// `TIME_WAIT` on our side, which would otherwise make `restart` fail.
 fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
@@ -512,17 +516,15 @@ impl Shared {
 }
 
 /// The wire formats OTLP/HTTP defines for a request body.
+#[derive(Clone, Copy)]
 enum Encoding {
     Protobuf,
     Json,
 }
 
-async fn http_export(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    shared.export_requests.fetch_add(1, Ordering::SeqCst);
+/// How an OTLP/HTTP request's body is encoded, from its headers; a 415 for what this receiver
+/// does not read (compressed bodies, other media types).
+fn request_encoding(headers: &HeaderMap) -> Result<Encoding, (StatusCode, String)> {
     let header_text = |name| {
         headers
             .get(name)
@@ -533,47 +535,63 @@ async fn http_export(
     };
     let content_encoding = header_text(header::CONTENT_ENCODING);
     if !(content_encoding.is_empty() || content_encoding == "identity") {
-        return (
+        return Err((
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!(
                 "Content-Encoding {content_encoding:?} is not supported: send uncompressed OTLP \
                  (set the exporter's compression to none)"
             ),
-        )
-            .into_response();
+        ));
     }
     let content_type = header_text(header::CONTENT_TYPE);
-    let encoding = if content_type.starts_with("application/x-protobuf") {
-        Encoding::Protobuf
+    if content_type.starts_with("application/x-protobuf") {
+        Ok(Encoding::Protobuf)
     } else if content_type.starts_with("application/json") {
-        Encoding::Json
+        Ok(Encoding::Json)
     } else {
-        return (
+        Err((
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!(
                 "Content-Type {content_type:?} is not OTLP: send application/x-protobuf or \
                  application/json"
             ),
-        )
-            .into_response();
-    };
-    let spans = match encoding {
-        Encoding::Protobuf => match ExportTraceServiceRequest::decode(body) {
-            Ok(request) => decode_request(request),
-            Err(e) => {
-                return (
+        ))
+    }
+}
+
+/// The spans of an OTLP/HTTP body; a 400 that says why when it is not one.
+fn decode_body(
+    encoding: Encoding,
+    body: &Bytes,
+) -> Result<Vec<ReceivedSpan>, (StatusCode, String)> {
+    match encoding {
+        Encoding::Protobuf => ExportTraceServiceRequest::decode(body.clone())
+            .map(decode_request)
+            .map_err(|e| {
+                (
                     StatusCode::BAD_REQUEST,
                     format!("body is not an ExportTraceServiceRequest: {e}"),
                 )
-                    .into_response();
-            }
-        },
-        Encoding::Json => match crate::json::decode(&body) {
-            Ok(spans) => spans,
-            Err(e) => {
-                return (StatusCode::BAD_REQUEST, format!("body is {e}")).into_response();
-            }
-        },
+            }),
+        Encoding::Json => {
+            crate::json::decode(body).map_err(|e| (StatusCode::BAD_REQUEST, format!("body is {e}")))
+        }
+    }
+}
+
+async fn http_export(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    shared.export_requests.fetch_add(1, Ordering::SeqCst);
+    let decoded = request_encoding(&headers).and_then(|encoding| {
+        let spans = decode_body(encoding, &body)?;
+        Ok((encoding, spans))
+    });
+    let (encoding, spans) = match decoded {
+        Ok(decoded) => decoded,
+        Err(refused) => return refused.into_response(),
     };
     match (shared.export(spans).await, encoding) {
         (Ok(()), Encoding::Protobuf) => (

@@ -10,7 +10,7 @@
 //! [`render_tree`] and [`render_shape`] are the compact forms the end-to-end tests compare and
 //! print in their failure messages; they share the tree ([`Trace`]) with the waterfall.
 
-use std::fmt::Write as _;
+use std::{collections::HashMap, fmt::Write as _};
 
 use crate::analysis::{TopKind, Trace, analyse, percent};
 use crate::span::ReceivedSpan;
@@ -97,9 +97,45 @@ pub fn waterfall(trace: &Trace, style: &Style) -> String {
         let _ = writeln!(out, "Trace ID: {} (no spans)", trace.trace_id);
         return out;
     }
+    header(&mut out, trace, style, width);
+    let order = trace.display_order();
+    let prefixes = tree_prefixes(trace, &order);
+    let columns = Columns::fit(trace, &order, &prefixes, width);
+    columns.title(&mut out, style);
 
-    // Header.
-    let services = trace.services();
+    let tops: HashMap<usize, TopKind> = trace.tops.iter().copied().collect();
+    let mut group = TopKind::Root;
+    for (&i, prefix) in order.iter().zip(&prefixes) {
+        let top = tops.get(&i).copied();
+        // The orphans and the cycles come after the tree, each group under a label.
+        let label = match top {
+            Some(TopKind::Orphan) if group != TopKind::Orphan => {
+                Some("orphans: spans whose parent span never arrived")
+            }
+            Some(TopKind::Cycle) if group != TopKind::Cycle => {
+                Some("spans whose parent ids form a cycle (cut at the earliest)")
+            }
+            _ => None,
+        };
+        if let Some(label) = label {
+            group = top.unwrap_or(group);
+            push_line(&mut out, &style.paint(&fit(label, width), BOLD));
+        }
+        columns.row(
+            &mut out,
+            trace,
+            i,
+            prefix,
+            top == Some(TopKind::Orphan),
+            style,
+        );
+    }
+    summary(&mut out, trace, style, width);
+    out
+}
+
+/// The trace id, total duration and span count, then the services.
+fn header(out: &mut String, trace: &Trace, style: &Style, width: usize) {
     let header = format!(
         "Trace ID: {} · {} · {} span{}",
         trace.trace_id,
@@ -107,7 +143,8 @@ pub fn waterfall(trace: &Trace, style: &Style) -> String {
         trace.spans.len(),
         if trace.spans.len() == 1 { "" } else { "s" }
     );
-    push_line(&mut out, &style.paint(&fit(&header, width), BOLD));
+    push_line(out, &style.paint(&fit(&header, width), BOLD));
+    let services = trace.services();
     let services = format!(
         "service{}: {}",
         if services.len() == 1 { "" } else { "s" },
@@ -117,81 +154,96 @@ pub fn waterfall(trace: &Trace, style: &Style) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    push_line(&mut out, &fit(&services, width));
+    push_line(out, &fit(&services, width));
+}
 
-    // Layout: the name column as wide as the longest indented name allows, the bar the rest.
-    let order = trace.display_order();
-    let service_width = trace
-        .spans
-        .iter()
-        .map(|s| s.service_name.chars().count())
-        .max()
-        .unwrap_or(0)
-        .clamp("service".len(), SERVICE_MAX);
-    let fixed = fixed_columns(service_width);
-    let name_max = width - fixed - BAR_MIN;
-    let prefixes = tree_prefixes(trace, &order);
-    let name_need = order
-        .iter()
-        .zip(&prefixes)
-        .map(|(&i, p)| p.chars().count() + trace.spans[i].name.chars().count())
-        .max()
-        .unwrap_or(0)
-        .max("span".len());
-    let name_width = name_need.min(name_max);
-    let bar_width = width - fixed - name_width;
+/// The widths of the table's columns: the name column as wide as the longest indented name
+/// allows, the bar the rest.
+struct Columns {
+    width: usize,
+    name: usize,
+    service: usize,
+    bar: usize,
+    /// The trace's start and duration, which the bars and the start column are relative to.
+    start_ns: u64,
+    total_ns: u64,
+}
 
-    let title = format!(
-        "   {:<name_width$} {:<service_width$} {:<KIND_WIDTH$} {:>TIME_WIDTH$} {:>TIME_WIDTH$}",
-        "span", "service", "kind", "start", "took"
-    );
-    // The legend of the two marker columns, when the bar column has room for it.
-    let legend = " * critical path ! error";
-    let title = if title.chars().count() + legend.chars().count() <= width {
-        format!("{title}{legend}")
-    } else {
-        title
-    };
-    push_line(&mut out, &style.paint(&title, DIM));
-
-    let tops: std::collections::HashMap<usize, TopKind> = trace.tops.iter().copied().collect();
-    let mut group = TopKind::Root;
-    let total = trace.duration_ns().max(1);
-    for (&i, prefix) in order.iter().zip(&prefixes) {
-        let s = &trace.spans[i];
-        match tops.get(&i) {
-            Some(&TopKind::Orphan) if group != TopKind::Orphan => {
-                group = TopKind::Orphan;
-                let label = "orphans: spans whose parent span never arrived";
-                push_line(&mut out, &style.paint(&fit(label, width), BOLD));
-            }
-            Some(&TopKind::Cycle) if group != TopKind::Cycle => {
-                group = TopKind::Cycle;
-                let label = "spans whose parent ids form a cycle (cut at the earliest)";
-                push_line(&mut out, &style.paint(&fit(label, width), BOLD));
-            }
-            _ => {}
+impl Columns {
+    fn fit(trace: &Trace, order: &[usize], prefixes: &[String], width: usize) -> Self {
+        let service = trace
+            .spans
+            .iter()
+            .map(|s| s.service_name.chars().count())
+            .max()
+            .unwrap_or(0)
+            .clamp("service".len(), SERVICE_MAX);
+        let fixed = fixed_columns(service);
+        let name_need = order
+            .iter()
+            .zip(prefixes)
+            .map(|(&i, p)| p.chars().count() + trace.spans[i].name.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max("span".len());
+        let name = name_need.min(width - fixed - BAR_MIN);
+        Columns {
+            width,
+            name,
+            service,
+            bar: width - fixed - name,
+            start_ns: trace.start_unix_nano,
+            total_ns: trace.duration_ns().max(1),
         }
+    }
+
+    /// The column titles, with the legend of the two marker columns when there is room.
+    fn title(&self, out: &mut String, style: &Style) {
+        let (name_width, service_width) = (self.name, self.service);
+        let title = format!(
+            "   {:<name_width$} {:<service_width$} {:<KIND_WIDTH$} {:>TIME_WIDTH$} {:>TIME_WIDTH$}",
+            "span", "service", "kind", "start", "took"
+        );
+        let legend = " * critical path ! error";
+        let title = if title.chars().count() + legend.chars().count() <= self.width {
+            format!("{title}{legend}")
+        } else {
+            title
+        };
+        push_line(out, &style.paint(&title, DIM));
+    }
+
+    /// One span's line, and under it the error's summary when it failed.
+    fn row(
+        &self,
+        out: &mut String,
+        trace: &Trace,
+        i: usize,
+        prefix: &str,
+        orphan: bool,
+        style: &Style,
+    ) {
+        let s = &trace.spans[i];
         let on_path = trace.self_time_on_path(i).is_some();
         let error = s.status.is_error();
-        let mut name = fit(&format!("{prefix}{}", s.name), name_width);
-        if tops.get(&i) == Some(&TopKind::Orphan) {
+        let mut name = fit(&format!("{prefix}{}", s.name), self.name);
+        if orphan {
             // Say which parent is missing, when there is room for it.
             let parent = s.parent_span_id.as_deref().unwrap_or_default();
             let with_parent = format!("{} (parent {parent})", s.name);
-            if with_parent.chars().count() <= name_width {
+            if with_parent.chars().count() <= self.name {
                 name = with_parent;
             }
         }
-        let padded = pad(&name, name_width);
+        let padded = pad(&name, self.name);
         let name_cell = match (error, on_path) {
             (true, _) => style.paint(&padded, BOLD_RED),
             (false, true) => style.paint(&padded, BOLD),
             (false, false) => padded,
         };
-        let start = s.start_unix_nano - trace.start_unix_nano;
-        let end = s.end_unix_nano.max(s.start_unix_nano) - trace.start_unix_nano;
-        let bar = bar(start, end, total, bar_width);
+        let start = s.start_unix_nano - self.start_ns;
+        let end = s.end_unix_nano.max(s.start_unix_nano) - self.start_ns;
+        let bar = bar(start, end, self.total_ns, self.bar);
         let bar = bar.trim_end();
         let bar = match (error, on_path) {
             (true, _) => style.paint(bar, RED),
@@ -202,12 +254,12 @@ pub fn waterfall(trace: &Trace, style: &Style) -> String {
             "{}{} {name_cell} {} {:<KIND_WIDTH$} {:>TIME_WIDTH$} {:>TIME_WIDTH$} {bar}",
             if on_path { '*' } else { ' ' },
             if error { '!' } else { ' ' },
-            pad(&fit(service_label(s), service_width), service_width),
+            pad(&fit(service_label(s), self.service), self.service),
             fit(&s.kind.to_string(), KIND_WIDTH),
             fmt_duration(start),
             fmt_duration(end - start),
         );
-        push_line(&mut out, line.trim_end());
+        push_line(out, line.trim_end());
         if let Some(summary) = s.error_summary() {
             let indent: String = prefix
                 .chars()
@@ -218,12 +270,14 @@ pub fn waterfall(trace: &Trace, style: &Style) -> String {
             } else {
                 format!("ERROR {summary}")
             };
-            let line = fit(&format!("   {indent}  ✗ {text}"), width);
-            push_line(&mut out, &style.paint(&line, RED));
+            let line = fit(&format!("   {indent}  ✗ {text}"), self.width);
+            push_line(out, &style.paint(&line, RED));
         }
     }
+}
 
-    // The summary: the branch of the critical path to the bottleneck, and the bottleneck.
+/// The branch of the critical path to the bottleneck, the bottleneck, and any repeated ids.
+fn summary(out: &mut String, trace: &Trace, style: &Style, width: usize) {
     if let Some(b) = trace.bottleneck() {
         let names: Vec<&str> = trace
             .chain_to_bottleneck()
@@ -231,7 +285,7 @@ pub fn waterfall(trace: &Trace, style: &Style) -> String {
             .map(|i| trace.spans[i].name.as_str())
             .collect();
         let line = abbreviate_path("critical path: ", &names, width);
-        push_line(&mut out, &style.paint(&line, BOLD));
+        push_line(out, &style.paint(&line, BOLD));
         let s = &trace.spans[b.span];
         let of = trace.path_duration_ns();
         let line = format!(
@@ -242,16 +296,15 @@ pub fn waterfall(trace: &Trace, style: &Style) -> String {
             fmt_total(of),
             percent(b.self_ns, of)
         );
-        push_line(&mut out, &style.paint(&fit(&line, width), BOLD));
+        push_line(out, &style.paint(&fit(&line, width), BOLD));
     }
     if trace.duplicate_ids > 0 {
         let line = format!(
             "note: {} span(s) repeat the id of another span (exported twice?)",
             trace.duplicate_ids
         );
-        push_line(&mut out, &fit(&line, width));
+        push_line(out, &fit(&line, width));
     }
-    out
 }
 
 fn service_label(s: &ReceivedSpan) -> &str {
@@ -404,7 +457,7 @@ pub fn render_shape(spans: &[ReceivedSpan]) -> String {
 fn compact(spans: &[ReceivedSpan], durations: bool) -> String {
     let mut out = String::new();
     for trace in analyse(spans.to_vec()) {
-        let tops: std::collections::HashMap<usize, TopKind> = trace.tops.iter().copied().collect();
+        let tops: HashMap<usize, TopKind> = trace.tops.iter().copied().collect();
         // Tops in start order, whatever their kind, as the receiver's users have always read
         // them; the waterfall groups them instead.
         let mut order = Vec::new();
@@ -418,7 +471,7 @@ fn compact(spans: &[ReceivedSpan], durations: bool) -> String {
         for i in order {
             let s = &trace.spans[i];
             let duration = if durations {
-                format!(", {}", fmt_compact(s.duration().as_nanos() as u64))
+                format!(", {}", fmt_compact(s.duration_ns()))
             } else {
                 String::new()
             };
@@ -610,7 +663,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, name)| {
-                let parent = (i > 0).then(|| format!("{:x}", i));
+                let parent = (i > 0).then(|| format!("{i:x}"));
                 let mut s = span(
                     &format!("{:x}", i + 1),
                     parent.as_deref(),

@@ -171,7 +171,12 @@ impl ReceivedSpan {
 
     /// End minus start; zero if a clock made the span end before it began.
     pub fn duration(&self) -> Duration {
-        Duration::from_nanos(self.end_unix_nano.saturating_sub(self.start_unix_nano))
+        Duration::from_nanos(self.duration_ns())
+    }
+
+    /// [`duration`](Self::duration) in nanoseconds; 0 for a span that ends before it starts.
+    pub fn duration_ns(&self) -> u64 {
+        self.end_unix_nano.saturating_sub(self.start_unix_nano)
     }
 
     /// Whether `self` was recorded as a direct child of `parent`.
@@ -223,10 +228,9 @@ pub fn decode_request(request: ExportTraceServiceRequest) -> Vec<ReceivedSpan> {
         for scope_spans in resource_spans.scope_spans {
             let scope_name = scope_spans.scope.map(|s| s.name).unwrap_or_default();
             for s in scope_spans.spans {
-                let status = s
-                    .status
-                    .map(|st| SpanStatus::from_otlp(st.code, st.message))
-                    .unwrap_or(SpanStatus::Unset);
+                let status = s.status.map_or(SpanStatus::Unset, |st| {
+                    SpanStatus::from_otlp(st.code, st.message)
+                });
                 out.push(ReceivedSpan {
                     service_name: service_name.clone(),
                     resource: resource.clone(),
