@@ -1,24 +1,176 @@
-//! Wire types: the JSON bodies that cross a service boundary.
+//! Wire types: the JSON bodies that cross a service boundary, and the vocabulary they share.
 //!
 //! The gateway and the order service both speak `CreateOrderRequest`; the order service and
 //! the payment service both speak `ChargeRequest`. Keeping these types in one module means the
 //! services never depend on each other, and a field renamed on one side is renamed on both.
 //!
-//! Money on the wire is a JSON number in major units (`42.50`), read exactly as written by
-//! [`DecimalAmount`], never through `f64`. Inside the services it is an integer count of
-//! minor units (cents).
+//! The ids that cross the wire ([`OrderId`], [`UserId`]) are newtypes here, serialised as the
+//! bare value they wrap (so the JSON is a plain UUID or number) and stored as that value
+//! (`#[sqlx(transparent)]`). [`Money`] is an integer count of minor units of a [`Currency`];
+//! on the wire it is a JSON number in major units (`42.50`), read exactly as written by
+//! [`DecimalAmount`], never through `f64`. A request field that is refused is a
+//! [`ValidationError`], whichever service refuses it.
+//!
+//! What is allowed (how large an order may be, who may be charged how much) is each service's
+//! domain, not this module's: here are only the shapes, and the rules both sides must agree on
+//! to read one another (a card token's form, a currency's decimal places).
 
-use std::fmt;
+use std::{fmt, str::FromStr};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de::Error as _};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
+/// An order id: a UUIDv7, so ids sort by creation time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[serde(transparent)]
+#[sqlx(transparent)]
+pub struct OrderId(pub Uuid);
+
+impl OrderId {
+    pub fn generate() -> Self {
+        OrderId(Uuid::now_v7())
+    }
+}
+
+impl fmt::Display for OrderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A user id, as the gateway is told it, the services store it and spans show it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[serde(transparent)]
+#[sqlx(transparent)]
+pub struct UserId(pub i64);
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// An ISO 4217 currency the services know, with its number of decimal places: what both
+/// sides need to agree on to read an amount the same way. Only the constants below exist, so
+/// a `Currency` is always one of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Currency {
+    code: &'static str,
+    exponent: u32,
+}
+
+impl Currency {
+    /// The currency of an order that names none.
+    pub const USD: Currency = Currency::new("USD", 2);
+
+    /// Every currency the services know, by code.
+    pub const ALL: [Currency; 14] = [
+        Currency::new("AUD", 2),
+        Currency::new("BHD", 3),
+        Currency::new("CAD", 2),
+        Currency::new("CHF", 2),
+        Currency::new("DKK", 2),
+        Currency::new("EUR", 2),
+        Currency::new("GBP", 2),
+        Currency::new("JPY", 0),
+        Currency::new("KRW", 0),
+        Currency::new("KWD", 3),
+        Currency::new("NOK", 2),
+        Currency::new("PLN", 2),
+        Currency::new("SEK", 2),
+        Currency::USD,
+    ];
+
+    const fn new(code: &'static str, exponent: u32) -> Self {
+        Currency { code, exponent }
+    }
+
+    pub fn from_code(code: &str) -> Option<Currency> {
+        Currency::ALL.into_iter().find(|c| c.code == code)
+    }
+
+    /// The ISO 4217 code, `USD`.
+    pub fn code(self) -> &'static str {
+        self.code
+    }
+
+    /// How many decimal places the currency has: 2 for USD, 0 for JPY.
+    pub fn exponent(self) -> u32 {
+        self.exponent
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code)
+    }
+}
+
+/// An amount of money: an integer count of minor units (cents) of a currency, never a float.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Money {
+    pub minor: i64,
+    pub currency: Currency,
+}
+
+impl Money {
+    /// `amount` (major units, as the client wrote it) in `currency`; fails rather than round.
+    pub fn from_decimal(amount: &DecimalAmount, currency: Currency) -> Result<Self, AmountError> {
+        Ok(Money {
+            minor: amount.to_minor_units(currency.exponent)?,
+            currency,
+        })
+    }
+
+    /// The amount in major units, as the wire writes it: 4250 cents is `42.50`.
+    pub fn to_decimal(self) -> DecimalAmount {
+        DecimalAmount::from_minor_units(self.minor, self.currency.exponent)
+    }
+}
+
+/// A request field that failed validation, and why: the reason of a 422 `validation_failed`,
+/// in either service.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ValidationError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl ValidationError {
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        ValidationError {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+/// A name outside a closed set: a status, tier or reason read back from the database that no
+/// variant has. Stored values are only ever written from the enums, so this is corrupt data,
+/// and it is an error rather than a guess.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{value:?} is not a known {kind}")]
+pub struct UnknownName {
+    pub kind: &'static str,
+    pub value: String,
+}
+
+impl UnknownName {
+    pub fn new(kind: &'static str, value: &str) -> Self {
+        UnknownName {
+            kind,
+            value: value.to_owned(),
+        }
+    }
+}
+
 /// `POST /api/orders` on the gateway and `POST /orders` on the order service.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CreateOrderRequest {
-    pub user_id: i64,
+    pub user_id: UserId,
     pub amount: DecimalAmount,
     /// ISO 4217 code; `USD` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -46,7 +198,7 @@ pub fn is_valid_card_token(token: &str) -> bool {
 /// The answer to a created (or replayed) order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderCreated {
-    pub order_id: Uuid,
+    pub order_id: OrderId,
     pub status: OrderStatus,
     pub trace_id: String,
 }
@@ -54,8 +206,8 @@ pub struct OrderCreated {
 /// `GET /api/orders/{id}` and `GET /orders/{id}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OrderView {
-    pub order_id: Uuid,
-    pub user_id: i64,
+    pub order_id: OrderId,
+    pub user_id: UserId,
     pub amount: DecimalAmount,
     pub currency: String,
     pub status: OrderStatus,
@@ -65,6 +217,8 @@ pub struct OrderView {
     pub trace_id: String,
 }
 
+/// Where an order is, on the wire and in the `orders.status` column (whose `CHECK` lists the
+/// same names). Which status follows which is the order service's domain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
@@ -80,6 +234,15 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
+    const ALL: [OrderStatus; 5] = [
+        OrderStatus::Pending,
+        OrderStatus::Confirmed,
+        OrderStatus::PaymentDeclined,
+        OrderStatus::PaymentFailed,
+        OrderStatus::PaymentUnknown,
+    ];
+
+    /// The name, as the JSON and the database write it.
     pub fn as_str(self) -> &'static str {
         match self {
             OrderStatus::Pending => "pending",
@@ -89,17 +252,16 @@ impl OrderStatus {
             OrderStatus::PaymentUnknown => "payment_unknown",
         }
     }
+}
 
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            OrderStatus::Pending,
-            OrderStatus::Confirmed,
-            OrderStatus::PaymentDeclined,
-            OrderStatus::PaymentFailed,
-            OrderStatus::PaymentUnknown,
-        ]
-        .into_iter()
-        .find(|status| status.as_str() == s)
+impl FromStr for OrderStatus {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        OrderStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| UnknownName::new("order status", s))
     }
 }
 
@@ -109,6 +271,8 @@ impl fmt::Display for OrderStatus {
     }
 }
 
+/// A customer's tier: in the order request, in the baggage, and in the `users.tier` column
+/// (whose `CHECK` lists the same names).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CustomerTier {
@@ -120,6 +284,13 @@ pub enum CustomerTier {
 }
 
 impl CustomerTier {
+    const ALL: [CustomerTier; 4] = [
+        CustomerTier::Standard,
+        CustomerTier::Silver,
+        CustomerTier::Gold,
+        CustomerTier::Platinum,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             CustomerTier::Standard => "standard",
@@ -127,6 +298,17 @@ impl CustomerTier {
             CustomerTier::Gold => "gold",
             CustomerTier::Platinum => "platinum",
         }
+    }
+}
+
+impl FromStr for CustomerTier {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        CustomerTier::ALL
+            .into_iter()
+            .find(|tier| tier.as_str() == s)
+            .ok_or_else(|| UnknownName::new("customer tier", s))
     }
 }
 
@@ -139,12 +321,16 @@ impl fmt::Display for CustomerTier {
 /// `POST /charge` on the payment service, sent with the order service's signature of it in
 /// the `charge-signature` header ([`crate::signing`]): every field is signed, so none can be
 /// changed on the way.
+///
+/// The amount and currency stay the bare values the JSON has: which currencies and amounts a
+/// charge may have is for the payment service to decide, with a `validation_failed` that
+/// names the field, not for the JSON parser.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChargeRequest {
     /// One order is charged at most once: the payment service treats this as the
     /// idempotency key of the charge.
-    pub order_id: Uuid,
-    pub user_id: i64,
+    pub order_id: OrderId,
+    pub user_id: UserId,
     pub amount_minor: i64,
     pub currency: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -153,6 +339,7 @@ pub struct ChargeRequest {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChargeResponse {
+    /// The payment service's own id for the payment (its `PaymentId`).
     pub payment_id: Uuid,
     pub status: PaymentStatus,
     /// The processor's charge id; absent for a declined payment.
@@ -160,6 +347,8 @@ pub struct ChargeResponse {
     pub charge_id: Option<String>,
 }
 
+/// How a charge ended, as the answer to `POST /charge` says it. (A payment's life in the
+/// payment service's database, `pending` included, is that service's domain.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentStatus {
@@ -307,14 +496,6 @@ impl DecimalAmount {
         Self::parse(&literal).expect("a formatted integer is a valid literal")
     }
 
-    pub fn is_negative(&self) -> bool {
-        self.negative
-    }
-
-    pub fn is_zero(&self) -> bool {
-        self.digits.is_empty()
-    }
-
     pub fn as_str(&self) -> &str {
         &self.literal
     }
@@ -444,16 +625,69 @@ mod tests {
     }
 
     #[test]
-    fn order_statuses_round_trip_through_their_names() {
-        for s in [
-            "pending",
-            "confirmed",
-            "payment_declined",
-            "payment_failed",
-            "payment_unknown",
-        ] {
-            assert_eq!(OrderStatus::parse(s).unwrap().as_str(), s);
+    fn order_statuses_round_trip_through_the_names_the_json_and_the_database_use() {
+        for status in OrderStatus::ALL {
+            let name = status.as_str();
+            assert_eq!(name.parse::<OrderStatus>(), Ok(status));
+            assert_eq!(
+                serde_json::to_string(&status).unwrap(),
+                format!("\"{name}\""),
+                "the JSON name is the database name"
+            );
         }
-        assert_eq!(OrderStatus::parse("shipped"), None);
+        for tier in CustomerTier::ALL {
+            assert_eq!(tier.as_str().parse::<CustomerTier>(), Ok(tier));
+            assert_eq!(serde_json::to_string(&tier).unwrap(), format!("\"{tier}\""));
+        }
+    }
+
+    #[test]
+    fn an_unknown_status_or_tier_is_an_error_not_a_default() {
+        for unknown in ["shipped", "", "Pending", "PENDING", " pending"] {
+            assert_eq!(
+                unknown.parse::<OrderStatus>(),
+                Err(UnknownName::new("order status", unknown)),
+                "{unknown:?}"
+            );
+        }
+        assert!("diamond".parse::<CustomerTier>().is_err());
+    }
+
+    #[test]
+    fn ids_are_written_as_the_bare_values_they_wrap() {
+        let id = OrderId(Uuid::parse_str("01936b2e-7c3a-7def-8123-456789abcdef").unwrap());
+        let created = OrderCreated {
+            order_id: id,
+            status: OrderStatus::Confirmed,
+            trace_id: "t".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&created).unwrap(),
+            r#"{"order_id":"01936b2e-7c3a-7def-8123-456789abcdef","status":"confirmed","trace_id":"t"}"#
+        );
+        assert_eq!(id.to_string(), "01936b2e-7c3a-7def-8123-456789abcdef");
+        let body: CreateOrderRequest =
+            serde_json::from_str(r#"{"user_id":42,"amount":1}"#).unwrap();
+        assert_eq!(body.user_id, UserId(42));
+        assert_eq!(body.user_id.to_string(), "42");
+    }
+
+    #[test]
+    fn money_reads_and_writes_major_units_with_the_currency_decimals() {
+        let jpy = Currency::from_code("JPY").unwrap();
+        let amount = DecimalAmount::parse("1.234").unwrap();
+        let kwd = Currency::from_code("KWD").unwrap();
+        assert_eq!(Money::from_decimal(&amount, kwd).unwrap().minor, 1234);
+        assert_eq!(
+            Money::from_decimal(&amount, jpy),
+            Err(AmountError::TooPrecise { max_decimals: 0 })
+        );
+        let money = Money {
+            minor: 4250,
+            currency: Currency::USD,
+        };
+        assert_eq!(money.to_decimal().as_str(), "42.50");
+        assert_eq!(Currency::from_code("usd"), None);
+        assert_eq!(Currency::from_code("XXX"), None);
     }
 }

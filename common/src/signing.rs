@@ -142,8 +142,8 @@ fn canonical(charge: &ChargeRequest) -> Vec<u8> {
         out.extend_from_slice(bytes);
     };
     field(b"traced-orders charge v1");
-    field(order_id.as_bytes());
-    field(&user_id.to_be_bytes());
+    field(order_id.0.as_bytes());
+    field(&user_id.0.to_be_bytes());
     field(&amount_minor.to_be_bytes());
     field(currency.as_bytes());
     match card_token {
@@ -162,6 +162,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
+    use crate::api::{OrderId, UserId};
 
     fn signer(key: &str) -> ChargeSigner {
         ChargeSigner::new(Secret::new(key.parse().expect("a long enough key")))
@@ -169,8 +170,8 @@ mod tests {
 
     fn charge() -> ChargeRequest {
         ChargeRequest {
-            order_id: Uuid::parse_str("01936b2e-7c3a-7def-8123-456789abcdef").unwrap(),
-            user_id: 1,
+            order_id: OrderId(Uuid::parse_str("01936b2e-7c3a-7def-8123-456789abcdef").unwrap()),
+            user_id: UserId(1),
             amount_minor: 4250,
             currency: "USD".into(),
             card_token: None,
@@ -200,8 +201,8 @@ mod tests {
         /// Changes one thing the charge depends on.
         type Change = fn(&mut ChargeRequest);
         let changes: [(&str, Change); 6] = [
-            ("another order", |c| c.order_id = Uuid::now_v7()),
-            ("another user", |c| c.user_id = 2),
+            ("another order", |c| c.order_id = OrderId::generate()),
+            ("another user", |c| c.user_id = UserId(2)),
             ("another amount", |c| c.amount_minor = 4251),
             ("another currency", |c| c.currency = "EUR".into()),
             ("a card token added", |c| {

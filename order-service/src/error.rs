@@ -5,14 +5,12 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use common::{
+    api::{OrderId, ValidationError},
     error::ApiError,
     telemetry::{Failure, SpanFailure},
 };
 
-use crate::{
-    domain::{OrderId, ValidationError},
-    payments::PaymentFailure,
-};
+use crate::payments::PaymentFailure;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {

@@ -2,8 +2,9 @@
 //!
 //! `POST /orders` runs as the span `save_order` with `validate_order`, `save_to_db` (and its
 //! `INSERT orders`), the CLIENT call to the payment service and the `UPDATE orders` that
-//! records the payment's answer as children; see `routes`. `GET /orders/{id}` reads an order
-//! back.
+//! records the payment's answer as children; see `routes`, and `domain` for the rules (the
+//! order's status after a payment answer, and what a retried request does). `GET /orders/{id}`
+//! reads an order back.
 
 pub mod config;
 mod domain;

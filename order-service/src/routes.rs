@@ -5,8 +5,9 @@
 //! span, continued by the payment service), and the order's status records the answer.
 //!
 //! With an `Idempotency-Key`, the same request sent again (a client retry after a timeout)
-//! finds the order it created: a settled order is answered as before, an unsettled one is
-//! charged again, which is safe because the payment service charges an order at most once.
+//! finds the order it created, and the order decides what the retry does
+//! (`domain::Order::retry`): a settled order is answered as before, an unsettled one is
+//! charged again. The handlers parse, call the domain, and turn its answer into a response.
 
 use axum::{
     Json,
@@ -15,7 +16,10 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use common::{
-    api::{ChargeRequest, CreateOrderRequest, OrderCreated, OrderStatus, OrderView},
+    api::{
+        ChargeRequest, CreateOrderRequest, OrderCreated, OrderId, OrderStatus, OrderView,
+        ValidationError,
+    },
     extract::{self, IdempotencyKey},
     http_server::run_to_completion,
     telemetry::{current_trace_id, record_result},
@@ -26,10 +30,9 @@ use uuid::Uuid;
 
 use crate::{
     AppState,
-    domain::{Currency, Money, NewOrder, OrderId, ValidationError},
+    domain::{NewOrder, Order, PaymentAnswer, Retry},
     error::OrderError,
     payments::ChargeResult,
-    store::OrderRow,
 };
 
 /// `POST /orders`.
@@ -59,37 +62,44 @@ async fn save_order(
     req: &CreateOrderRequest,
 ) -> Result<Response, OrderError> {
     let span = Span::current();
-    let mut order = validate_order(req)?;
+    let order = validate_order(req)?;
     span.record("order_id", tracing::field::display(order.id));
 
-    if let Some(existing) = save_to_db(app, &order, key).await? {
+    let order = match save_to_db(app, &order, key).await? {
+        None => order,
         // The key belongs to an order created earlier: this request is a retry of it.
-        if existing.request_fingerprint.as_deref() != Some(order.fingerprint().as_str()) {
-            return Err(OrderError::IdempotencyKeyReused {
-                order_id: OrderId(existing.id),
-            });
-        }
-        order.id = OrderId(existing.id);
-        span.record("order_id", tracing::field::display(order.id));
-        span.record("idempotency.replayed", true);
-        match existing.status() {
-            OrderStatus::Confirmed => {
-                span.record("order.status", "confirmed");
-                return Ok(created(order.id, OrderStatus::Confirmed, true));
+        Some(existing) => match existing.retry(order) {
+            Retry::KeyReused => {
+                return Err(OrderError::IdempotencyKeyReused {
+                    order_id: existing.id,
+                });
             }
-            OrderStatus::PaymentDeclined => {
-                span.record("order.status", "payment_declined");
+            Retry::Confirmed => {
+                replaying(&span, &existing);
+                return Ok(created(existing.id, existing.status, true));
+            }
+            Retry::Declined => {
+                replaying(&span, &existing);
                 return Err(OrderError::PaymentDeclined {
-                    order_id: order.id,
+                    order_id: existing.id,
                     message: "the payment was declined".into(),
                 });
             }
-            // Not settled: charge again. The payment service answers a charge it has
-            // already made with the same payment, so this never charges twice.
-            OrderStatus::Pending | OrderStatus::PaymentFailed | OrderStatus::PaymentUnknown => {}
-        }
-    }
+            Retry::ChargeAgain(order) => {
+                span.record("order_id", tracing::field::display(order.id));
+                span.record("idempotency.replayed", true);
+                order
+            }
+        },
+    };
     charge(app, &order).await
+}
+
+/// Marks the span as answering a retry from the stored order, which settled it earlier.
+fn replaying(span: &Span, existing: &Order) {
+    span.record("order_id", tracing::field::display(existing.id));
+    span.record("idempotency.replayed", true);
+    span.record("order.status", existing.status.as_str());
 }
 
 #[tracing::instrument(name = "validate_order", skip_all)]
@@ -102,7 +112,7 @@ async fn save_to_db(
     app: &AppState,
     order: &NewOrder,
     key: Option<&str>,
-) -> Result<Option<OrderRow>, OrderError> {
+) -> Result<Option<Order>, OrderError> {
     async {
         let trace_id = current_trace_id().unwrap_or_default();
         if app.store.insert(order, key, &trace_id).await? {
@@ -123,19 +133,20 @@ async fn save_to_db(
 /// Charges the order and records the answer in its status.
 async fn charge(app: &AppState, order: &NewOrder) -> Result<Response, OrderError> {
     let request = ChargeRequest {
-        order_id: order.id.0,
+        order_id: order.id,
         user_id: order.user_id,
         amount_minor: order.money.minor,
-        currency: order.money.currency.code.to_owned(),
+        currency: order.money.currency.code().to_owned(),
         card_token: order.card_token.clone(),
     };
     let result = app.payments.charge(&request).await;
-    let status = match &result {
-        ChargeResult::Charged => OrderStatus::Confirmed,
-        ChargeResult::Declined(_) => OrderStatus::PaymentDeclined,
-        ChargeResult::Failed(failure) if failure.may_have_charged() => OrderStatus::PaymentUnknown,
-        ChargeResult::Failed(_) => OrderStatus::PaymentFailed,
+    let answer = match &result {
+        ChargeResult::Charged => PaymentAnswer::Charged,
+        ChargeResult::Declined(_) => PaymentAnswer::Declined,
+        ChargeResult::Failed(failure) if failure.may_have_charged() => PaymentAnswer::MaybeCharged,
+        ChargeResult::Failed(_) => PaymentAnswer::NothingCharged,
     };
+    let status = answer.order_status();
     app.store.set_status(order.id, status).await?;
     Span::current().record("order.status", status.as_str());
     tracing::info!(order_id = %order.id, order.status = status.as_str(), "order recorded");
@@ -154,7 +165,7 @@ async fn charge(app: &AppState, order: &NewOrder) -> Result<Response, OrderError
 
 fn created(id: OrderId, status: OrderStatus, replayed: bool) -> Response {
     let body = OrderCreated {
-        order_id: id.0,
+        order_id: id,
         status,
         trace_id: current_trace_id().unwrap_or_default(),
     };
@@ -177,24 +188,16 @@ pub async fn get_order(
     extract::Path(id): extract::Path<String>,
 ) -> Result<Json<OrderView>, OrderError> {
     let id = OrderId(Uuid::parse_str(&id).map_err(|_| OrderError::MalformedId)?);
-    let row = app.store.get(id).await?.ok_or(OrderError::NotFound(id))?;
-    let currency = Currency::from_code(&row.currency).unwrap_or(Currency {
-        code: "XXX",
-        exponent: 2,
-    });
+    let order = app.store.get(id).await?.ok_or(OrderError::NotFound(id))?;
     Ok(Json(OrderView {
-        order_id: row.id,
-        user_id: row.user_id,
-        amount: Money {
-            minor: row.amount_minor,
-            currency,
-        }
-        .to_decimal(),
-        status: row.status(),
-        currency: row.currency,
-        created_at: row.created_at,
-        updated_at: row.updated_at,
-        trace_id: row.trace_id,
+        order_id: order.id,
+        user_id: order.user_id,
+        amount: order.money.to_decimal(),
+        currency: order.money.currency.code().to_owned(),
+        status: order.status,
+        created_at: order.created_at,
+        updated_at: order.updated_at,
+        trace_id: order.trace_id,
     }))
 }
 

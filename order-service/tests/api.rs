@@ -642,8 +642,8 @@ async fn every_charge_is_signed_for_the_stored_order_with_the_shared_key(
     let stored = app.order(order_id).await;
     assert_eq!(
         (
-            charge.order_id,
-            charge.user_id,
+            charge.order_id.0,
+            charge.user_id.0,
             charge.amount_minor,
             charge.currency.as_str()
         ),

@@ -5,19 +5,19 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use common::{
+    api::{OrderId, ValidationError},
     error::ApiError,
     signing::SignatureError,
     telemetry::{Failure, SpanFailure},
 };
-use uuid::Uuid;
 
-use crate::domain::DeclineReason;
+use crate::domain::{DeclineReason, PaymentId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PaymentError {
     /// The request is not a valid charge (the order service sent something wrong).
     #[error("{0}")]
-    Invalid(String),
+    Invalid(ValidationError),
     /// The order service did not sign this charge: it did not ask for it, or not with these
     /// values. Nothing is charged; the refusal is recorded. 403, and a red span.
     #[error("the charge is not authorised by the order service: {0}")]
@@ -25,12 +25,12 @@ pub enum PaymentError {
     /// The charge was declined; the payment is recorded as such. 402, and a red span.
     #[error("payment declined: {reason}")]
     Declined {
-        payment_id: Uuid,
+        payment_id: PaymentId,
         reason: DeclineReason,
     },
     /// The order already has a payment for a different user, amount or currency.
     #[error("order {0} already has a payment with different details")]
-    Conflict(Uuid),
+    Conflict(OrderId),
     /// The database is unreachable or overloaded; the caller may retry.
     #[error("database unavailable")]
     Unavailable(#[source] sqlx::Error),
@@ -52,10 +52,10 @@ impl IntoResponse for PaymentError {
     fn into_response(self) -> Response {
         let failure = self.failure();
         let error = match &self {
-            PaymentError::Invalid(message) => ApiError::client(
+            PaymentError::Invalid(invalid) => ApiError::client(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "validation_failed",
-                message.clone(),
+                invalid.to_string(),
             ),
             PaymentError::NotAuthorised(_) => ApiError::client(
                 StatusCode::FORBIDDEN,

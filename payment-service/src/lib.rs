@@ -2,8 +2,9 @@
 //!
 //! `POST /charge` runs as the span `charge_card`, with `lookup_user` (and its `SELECT users`),
 //! the payment's `INSERT payments` claim, the processor call `call_stripe_api` and the
-//! `UPDATE payments` that records its answer as children. See `routes` for the flow and
-//! `store` for the idempotency that keeps a retried charge from charging twice.
+//! `UPDATE payments` that records its answer as children. See `routes` for the flow,
+//! `domain` for the rules (the payment's state machine, which keeps a retried charge from
+//! charging twice, and the credit limit), and `store` for the claim of the order's one payment.
 //!
 //! Only a charge the order service signed is made (`common::signing`); any other is refused
 //! with 403 `charge_not_authorised` and recorded in `refused_charges`.

@@ -17,19 +17,14 @@ use std::{
 
 use common::telemetry::{Failure, record_failure};
 use tracing::field::Empty;
-use uuid::Uuid;
 
-use crate::{config::ProcessorSettings, domain::DeclineReason};
+use crate::{
+    config::ProcessorSettings,
+    domain::{ChargeOutcome, DeclineReason, PaymentId},
+};
 
 /// How many idempotency keys the processor remembers; the oldest are forgotten first.
 const REMEMBERED_KEYS: usize = 100_000;
-
-/// The processor's answer to a charge.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ChargeOutcome {
-    Succeeded { charge_id: String },
-    Declined(DeclineReason),
-}
 
 pub struct Processor {
     settings: ProcessorSettings,
@@ -38,8 +33,8 @@ pub struct Processor {
 
 #[derive(Default)]
 struct Answers {
-    by_key: HashMap<Uuid, ChargeOutcome>,
-    oldest_first: VecDeque<Uuid>,
+    by_key: HashMap<PaymentId, ChargeOutcome>,
+    oldest_first: VecDeque<PaymentId>,
 }
 
 impl Processor {
@@ -63,7 +58,7 @@ impl Processor {
     )]
     pub async fn charge(
         &self,
-        idempotency_key: Uuid,
+        idempotency_key: PaymentId,
         amount_minor: i64,
         card_token: Option<&str>,
     ) -> ChargeOutcome {
@@ -103,7 +98,7 @@ impl Processor {
         outcome
     }
 
-    fn decide(&self, key: Uuid, amount_minor: i64, card_token: Option<&str>) -> ChargeOutcome {
+    fn decide(&self, key: PaymentId, amount_minor: i64, card_token: Option<&str>) -> ChargeOutcome {
         match card_token {
             Some("tok_chargeDeclined") => {
                 return ChargeOutcome::Declined(DeclineReason::CardDeclined);
@@ -115,18 +110,18 @@ impl Processor {
         }
         // The key's low 64 bits are random (a v4 or v7 UUID), so this is a fair coin per key
         // and the same answer for the same key.
-        let draw = (key.as_u128() as u64) as f64 / u64::MAX as f64;
+        let draw = (key.0.as_u128() as u64) as f64 / u64::MAX as f64;
         if draw < self.settings.failure_rate {
             return ChargeOutcome::Declined(DeclineReason::ProcessorDeclined);
         }
         ChargeOutcome::Succeeded {
-            charge_id: format!("ch_{}_{amount_minor}", key.simple()),
+            charge_id: format!("ch_{}_{amount_minor}", key.0.simple()),
         }
     }
 }
 
 impl Answers {
-    fn remember(&mut self, key: Uuid, outcome: ChargeOutcome) {
+    fn remember(&mut self, key: PaymentId, outcome: ChargeOutcome) {
         if self.oldest_first.len() == REMEMBERED_KEYS
             && let Some(oldest) = self.oldest_first.pop_front()
         {
@@ -141,6 +136,8 @@ impl Answers {
 mod tests {
     use std::time::Duration;
 
+    use uuid::Uuid;
+
     use super::*;
 
     fn processor(failure_rate: f64) -> Processor {
@@ -153,13 +150,13 @@ mod tests {
     #[tokio::test]
     async fn the_same_key_is_charged_once() {
         let p = processor(0.0);
-        let key = Uuid::now_v7();
+        let key = PaymentId::generate();
         let first = p.charge(key, 4250, None).await;
         let second = p.charge(key, 4250, None).await;
         // The same charge id: one charge, answered twice.
         assert_eq!(first, second);
         assert!(matches!(first, ChargeOutcome::Succeeded { .. }));
-        let other = p.charge(Uuid::now_v7(), 4250, None).await;
+        let other = p.charge(PaymentId::generate(), 4250, None).await;
         assert_ne!(first, other, "another key is another charge");
     }
 
@@ -167,13 +164,13 @@ mod tests {
     async fn test_tokens_are_declined() {
         let p = processor(0.0);
         assert_eq!(
-            p.charge(Uuid::now_v7(), 100, Some("tok_chargeDeclined"))
+            p.charge(PaymentId::generate(), 100, Some("tok_chargeDeclined"))
                 .await,
             ChargeOutcome::Declined(DeclineReason::CardDeclined)
         );
         assert_eq!(
             p.charge(
-                Uuid::now_v7(),
+                PaymentId::generate(),
                 100,
                 Some("tok_chargeDeclinedInsufficientFunds")
             )
@@ -188,11 +185,11 @@ mod tests {
         let never = processor(0.0);
         for _ in 0..50 {
             assert_eq!(
-                always.charge(Uuid::new_v4(), 100, None).await,
+                always.charge(PaymentId(Uuid::new_v4()), 100, None).await,
                 ChargeOutcome::Declined(DeclineReason::ProcessorDeclined)
             );
             assert!(matches!(
-                never.charge(Uuid::new_v4(), 100, None).await,
+                never.charge(PaymentId(Uuid::new_v4()), 100, None).await,
                 ChargeOutcome::Succeeded { .. }
             ));
         }

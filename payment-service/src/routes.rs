@@ -3,6 +3,10 @@
 //! `POST /charge` checks, before anything is written, that the order service signed the
 //! charge (`common::signing`): a charge it did not ask for, or asked for with other values,
 //! is refused, recorded in `refused_charges`, and never claims the order's payment row.
+//!
+//! The handlers parse, call the domain and map its answer: `Payment::attempt` says whether a
+//! claimed payment is charged, replayed or refused, and `Charge::screen` which charges the
+//! service declines itself before asking the processor.
 
 use axum::{
     Json,
@@ -17,20 +21,18 @@ use common::{
     telemetry::{current_trace_id, record_result},
 };
 use tracing::{Instrument, Span, field::Empty};
-use uuid::Uuid;
 
 use crate::{
     AppState,
-    domain::{Charge, DeclineReason, User},
+    domain::{Attempt, Charge, ChargeOutcome, PaymentId, User},
     error::PaymentError,
-    processor::ChargeOutcome,
 };
 
 /// `POST /charge`: charges an order, at most once per order id.
 #[tracing::instrument(
     name = "charge_card",
     skip_all,
-    fields(order_id = %req.order_id, user.id = req.user_id, amount_minor = req.amount_minor, payment.id = Empty, payment.status = Empty)
+    fields(order_id = %req.order_id, user.id = req.user_id.0, amount_minor = req.amount_minor, payment.id = Empty, payment.status = Empty)
 )]
 pub async fn charge(
     headers: HeaderMap,
@@ -64,17 +66,15 @@ async fn charge_card(
     }
     let user = lookup_user(app, &charge).await?;
 
-    let payment = app.store.claim(Uuid::now_v7(), &charge).await?;
-    if !payment.matches(&charge) {
-        return Err(PaymentError::Conflict(charge.order_id));
-    }
-    let outcome = match payment.outcome() {
+    let payment = app.store.claim(PaymentId::generate(), &charge).await?;
+    let outcome = match payment.attempt(&charge) {
+        Attempt::Conflict => return Err(PaymentError::Conflict(charge.order_id)),
         // Already settled: a retry gets the recorded answer, and nothing is charged again.
-        Some(recorded) => {
+        Attempt::Replay(recorded) => {
             tracing::info!(payment.id = %payment.id, "charge already settled: replaying its outcome");
             recorded
         }
-        None => {
+        Attempt::Charge => {
             let outcome = decide(app, &charge, user.as_ref(), payment.id).await;
             app.store.settle(payment.id, &outcome).await?;
             match &outcome {
@@ -96,7 +96,7 @@ async fn charge_card(
     };
     match outcome {
         ChargeOutcome::Succeeded { charge_id } => Ok(ChargeResponse {
-            payment_id: payment.id,
+            payment_id: payment.id.0,
             status: PaymentStatus::Succeeded,
             charge_id: Some(charge_id),
         }),
@@ -156,27 +156,21 @@ async fn lookup_user(app: &AppState, charge: &Charge) -> Result<Option<User>, Pa
     .await
 }
 
-/// Declines what the service can decline itself, and asks the processor about the rest.
+/// Declines what the service declines itself (`Charge::screen`), and asks the processor
+/// about the rest.
 async fn decide(
     app: &AppState,
     charge: &Charge,
     user: Option<&User>,
-    payment_id: Uuid,
+    payment_id: PaymentId,
 ) -> ChargeOutcome {
-    let Some(user) = user else {
-        return ChargeOutcome::Declined(DeclineReason::UnknownUser);
-    };
-    if charge.amount_minor > user.credit_limit_minor {
-        return ChargeOutcome::Declined(DeclineReason::CreditLimitExceeded);
+    if let Err(reason) = charge.screen(user) {
+        return ChargeOutcome::Declined(reason);
     }
     // The payment id is the processor's idempotency key: a retry of this charge reaches the
     // processor with the same key and is not charged twice.
     app.processor
-        .charge(
-            payment_id,
-            charge.amount_minor,
-            charge.card_token.as_deref(),
-        )
+        .charge(payment_id, charge.money.minor, charge.card_token.as_deref())
         .await
 }
 

@@ -1,15 +1,17 @@
 //! The payment service's database access: every statement it runs, in one place.
+//!
+//! What goes in and comes out are domain types ([`Charge`], [`Payment`], [`User`]); the rows,
+//! and the mapping of a status, reason, tier or currency to and from its column's text, stay
+//! in here.
 
 use common::{
+    api::{Currency, Money, UnknownName, UserId},
     db::{Database, Statement},
     signing::SignatureError,
 };
 use uuid::Uuid;
 
-use crate::{
-    domain::{Charge, DeclineReason, User, UserId},
-    processor::ChargeOutcome,
-};
+use crate::domain::{Charge, ChargeOutcome, Payment, PaymentId, PaymentState, PaymentStatus, User};
 
 const SELECT_USER: Statement = Statement::new(
     "SELECT",
@@ -46,43 +48,75 @@ const RECORD_REFUSED_CHARGE: Statement = Statement::new(
      VALUES ($1, $2, $3, $4, $5, $6, $7)",
 );
 
-/// A row of `payments`.
-#[derive(Clone, Debug, sqlx::FromRow)]
-pub struct PaymentRow {
-    pub id: Uuid,
-    pub user_id: i64,
-    pub amount_minor: i64,
-    pub currency: String,
-    pub status: String,
-    pub processor_charge_id: Option<String>,
-    pub decline_reason: Option<String>,
+/// A row of `users`, as the database has it.
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    tier: String,
+    credit_limit_minor: i64,
 }
 
-impl PaymentRow {
-    /// The recorded outcome, or `None` while the payment is pending.
-    pub fn outcome(&self) -> Option<ChargeOutcome> {
-        match (
-            self.status.as_str(),
-            &self.processor_charge_id,
-            &self.decline_reason,
-        ) {
-            ("succeeded", Some(charge_id), _) => Some(ChargeOutcome::Succeeded {
-                charge_id: charge_id.clone(),
-            }),
-            ("declined", _, Some(reason)) => {
-                DeclineReason::parse(reason).map(ChargeOutcome::Declined)
-            }
-            _ => None,
-        }
-    }
+impl TryFrom<UserRow> for User {
+    type Error = sqlx::Error;
 
-    /// Whether this payment is for the same charge (a retry) rather than a different one
-    /// reusing the order id.
-    pub fn matches(&self, charge: &Charge) -> bool {
-        self.user_id == charge.user_id.0
-            && self.amount_minor == charge.amount_minor
-            && self.currency == charge.currency
+    fn try_from(row: UserRow) -> Result<Self, Self::Error> {
+        Ok(User {
+            tier: row.tier.parse().map_err(decode_error)?,
+            credit_limit_minor: row.credit_limit_minor,
+        })
     }
+}
+
+/// A row of `payments`, as the database has it; only [`Payment`] leaves this module.
+#[derive(sqlx::FromRow)]
+struct PaymentRow {
+    id: PaymentId,
+    user_id: UserId,
+    amount_minor: i64,
+    currency: String,
+    status: String,
+    processor_charge_id: Option<String>,
+    decline_reason: Option<String>,
+}
+
+impl TryFrom<PaymentRow> for Payment {
+    type Error = sqlx::Error;
+
+    /// Only this service writes the row, from the enums; a value none of them has, or a
+    /// settled payment without its outcome, is corrupt data, and reading it fails rather than
+    /// guess (a guessed `pending` would be charged again).
+    fn try_from(row: PaymentRow) -> Result<Self, Self::Error> {
+        let currency = Currency::from_code(&row.currency)
+            .ok_or_else(|| decode_error(UnknownName::new("currency", &row.currency)))?;
+        let status: PaymentStatus = row.status.parse().map_err(decode_error)?;
+        let state = match (status, row.processor_charge_id, row.decline_reason) {
+            (PaymentStatus::Pending, _, _) => PaymentState::Pending,
+            (PaymentStatus::Succeeded, Some(charge_id), _) => {
+                PaymentState::Settled(ChargeOutcome::Succeeded { charge_id })
+            }
+            (PaymentStatus::Declined, _, Some(reason)) => PaymentState::Settled(
+                ChargeOutcome::Declined(reason.parse().map_err(decode_error)?),
+            ),
+            (status, _, _) => {
+                return Err(sqlx::Error::Decode(
+                    format!("a {status} payment without its outcome").into(),
+                ));
+            }
+        };
+        Ok(Payment {
+            id: row.id,
+            user_id: row.user_id,
+            money: Money {
+                minor: row.amount_minor,
+                currency,
+            },
+            state,
+        })
+    }
+}
+
+/// A value that is not what the column should hold, as sqlx reports one of its own.
+fn decode_error(e: UnknownName) -> sqlx::Error {
+    sqlx::Error::Decode(Box::new(e))
 }
 
 #[derive(Clone, Debug)]
@@ -100,23 +134,29 @@ impl Store {
     }
 
     pub async fn user(&self, id: UserId) -> Result<Option<User>, sqlx::Error> {
-        self.db.fetch_optional(&SELECT_USER, |q| q.bind(id.0)).await
+        self.db
+            .fetch_optional::<UserRow>(&SELECT_USER, |q| q.bind(id))
+            .await?
+            .map(User::try_from)
+            .transpose()
     }
 
+    /// The order's one payment: a new pending one with `payment_id`, or the one it already has.
     pub async fn claim(
         &self,
-        payment_id: Uuid,
+        payment_id: PaymentId,
         charge: &Charge,
-    ) -> Result<PaymentRow, sqlx::Error> {
+    ) -> Result<Payment, sqlx::Error> {
         self.db
-            .fetch_one(&CLAIM_PAYMENT, |q| {
+            .fetch_one::<PaymentRow>(&CLAIM_PAYMENT, |q| {
                 q.bind(payment_id)
                     .bind(charge.order_id)
-                    .bind(charge.user_id.0)
-                    .bind(charge.amount_minor)
-                    .bind(charge.currency.clone())
+                    .bind(charge.user_id)
+                    .bind(charge.money.minor)
+                    .bind(charge.money.currency.code())
             })
-            .await
+            .await?
+            .try_into()
     }
 
     /// Records that `charge` was refused, and why; `trace_id` leads to the request's trace.
@@ -130,9 +170,9 @@ impl Store {
             .execute(&RECORD_REFUSED_CHARGE, |q| {
                 q.bind(Uuid::now_v7())
                     .bind(charge.order_id)
-                    .bind(charge.user_id.0)
-                    .bind(charge.amount_minor)
-                    .bind(charge.currency.clone())
+                    .bind(charge.user_id)
+                    .bind(charge.money.minor)
+                    .bind(charge.money.currency.code())
                     .bind(reason.as_str())
                     .bind(trace_id.to_owned())
             })
@@ -140,14 +180,16 @@ impl Store {
             .map(drop)
     }
 
+    /// Records `outcome` for a pending payment; a settled one keeps the outcome it has.
     pub async fn settle(
         &self,
-        payment_id: Uuid,
+        payment_id: PaymentId,
         outcome: &ChargeOutcome,
     ) -> Result<(), sqlx::Error> {
-        let (status, charge_id, reason) = match outcome {
-            ChargeOutcome::Succeeded { charge_id } => ("succeeded", Some(charge_id.clone()), None),
-            ChargeOutcome::Declined(reason) => ("declined", None, Some(reason.as_str())),
+        let status = outcome.status().as_str();
+        let (charge_id, reason) = match outcome {
+            ChargeOutcome::Succeeded { charge_id } => (Some(charge_id.clone()), None),
+            ChargeOutcome::Declined(reason) => (None, Some(reason.as_str())),
         };
         self.db
             .execute(&SETTLE_PAYMENT, |q| {
@@ -155,5 +197,75 @@ impl Store {
             })
             .await
             .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use common::api::CustomerTier;
+
+    use super::*;
+    use crate::domain::DeclineReason;
+
+    fn row(status: &str, charge_id: Option<&str>, reason: Option<&str>) -> PaymentRow {
+        PaymentRow {
+            id: PaymentId::generate(),
+            user_id: UserId(1),
+            amount_minor: 4250,
+            currency: "USD".to_owned(),
+            status: status.to_owned(),
+            processor_charge_id: charge_id.map(str::to_owned),
+            decline_reason: reason.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_row_becomes_a_payment_in_its_state() {
+        let cases = [
+            (row("pending", None, None), PaymentState::Pending),
+            (
+                row("succeeded", Some("ch_1"), None),
+                PaymentState::Settled(ChargeOutcome::Succeeded {
+                    charge_id: "ch_1".into(),
+                }),
+            ),
+            (
+                row("declined", None, Some("credit_limit_exceeded")),
+                PaymentState::Settled(ChargeOutcome::Declined(DeclineReason::CreditLimitExceeded)),
+            ),
+        ];
+        for (row, state) in cases {
+            assert_eq!(Payment::try_from(row).unwrap().state, state);
+        }
+    }
+
+    #[test]
+    fn an_unknown_status_reason_or_tier_in_a_row_is_an_error_not_a_default() {
+        for (row, named) in [
+            (
+                row("refunded", None, None),
+                "\"refunded\" is not a known payment status",
+            ),
+            (
+                row("declined", None, Some("stolen_card")),
+                "\"stolen_card\" is not a known decline reason",
+            ),
+            (
+                row("succeeded", None, None),
+                "a succeeded payment without its outcome",
+            ),
+        ] {
+            let err = Payment::try_from(row).expect_err(named);
+            assert!(matches!(err, sqlx::Error::Decode(_)), "{err:?}");
+            assert!(err.to_string().contains(named), "{err}");
+        }
+        let user = |tier: &str| {
+            User::try_from(UserRow {
+                tier: tier.to_owned(),
+                credit_limit_minor: 100,
+            })
+        };
+        assert_eq!(user("gold").unwrap().tier, CustomerTier::Gold);
+        assert!(user("diamond").is_err());
     }
 }

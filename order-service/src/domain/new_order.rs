@@ -1,193 +1,64 @@
-//! The order service's domain: a validated order and the money in it.
+//! A validated order: what `POST /orders` becomes before anything is stored or charged.
 //!
 //! Parse, don't validate: a [`CreateOrderRequest`] from the wire becomes a [`NewOrder`] in
 //! [`NewOrder::parse`], and everything after that (the database, the payment call) only
 //! ever sees a `NewOrder`: positive amount in minor units of a known currency, positive user.
 
-use std::fmt;
-
 use common::{
-    api::{AmountError, CARD_TOKEN_RULE, CreateOrderRequest, DecimalAmount, is_valid_card_token},
+    api::{
+        AmountError, CARD_TOKEN_RULE, CreateOrderRequest, Currency, Money, OrderId, UserId,
+        ValidationError, is_valid_card_token,
+    },
     error::echo,
 };
-use uuid::Uuid;
 
 /// The most a single order may be, in major units of its currency.
 const MAX_ORDER_MAJOR_UNITS: i64 = 1_000_000;
-
-/// An order id: a UUIDv7, so ids sort by creation time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct OrderId(pub Uuid);
-
-impl OrderId {
-    pub fn generate() -> Self {
-        OrderId(Uuid::now_v7())
-    }
-}
-
-impl fmt::Display for OrderId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// An ISO 4217 currency the service accepts, with its number of decimal places.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Currency {
-    pub code: &'static str,
-    pub exponent: u32,
-}
-
-const CURRENCIES: [Currency; 14] = [
-    Currency {
-        code: "AUD",
-        exponent: 2,
-    },
-    Currency {
-        code: "BHD",
-        exponent: 3,
-    },
-    Currency {
-        code: "CAD",
-        exponent: 2,
-    },
-    Currency {
-        code: "CHF",
-        exponent: 2,
-    },
-    Currency {
-        code: "DKK",
-        exponent: 2,
-    },
-    Currency {
-        code: "EUR",
-        exponent: 2,
-    },
-    Currency {
-        code: "GBP",
-        exponent: 2,
-    },
-    Currency {
-        code: "JPY",
-        exponent: 0,
-    },
-    Currency {
-        code: "KRW",
-        exponent: 0,
-    },
-    Currency {
-        code: "KWD",
-        exponent: 3,
-    },
-    Currency {
-        code: "NOK",
-        exponent: 2,
-    },
-    Currency {
-        code: "PLN",
-        exponent: 2,
-    },
-    Currency {
-        code: "SEK",
-        exponent: 2,
-    },
-    Currency {
-        code: "USD",
-        exponent: 2,
-    },
-];
-
-impl Currency {
-    pub const DEFAULT: Currency = Currency {
-        code: "USD",
-        exponent: 2,
-    };
-
-    pub fn from_code(code: &str) -> Option<Currency> {
-        CURRENCIES.into_iter().find(|c| c.code == code)
-    }
-}
-
-/// An amount of money: an integer count of minor units, never a float.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Money {
-    pub minor: i64,
-    pub currency: Currency,
-}
-
-impl Money {
-    pub fn to_decimal(self) -> DecimalAmount {
-        DecimalAmount::from_minor_units(self.minor, self.currency.exponent)
-    }
-}
-
-/// A request field that failed validation, and why.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {message}")]
-pub struct ValidationError {
-    pub field: &'static str,
-    pub message: String,
-}
-
-impl ValidationError {
-    fn new(field: &'static str, message: impl Into<String>) -> Self {
-        ValidationError {
-            field,
-            message: message.into(),
-        }
-    }
-}
 
 /// An order that passed validation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewOrder {
     pub id: OrderId,
-    pub user_id: i64,
+    pub user_id: UserId,
     pub money: Money,
     pub card_token: Option<String>,
 }
 
 impl NewOrder {
     pub fn parse(id: OrderId, req: &CreateOrderRequest) -> Result<Self, ValidationError> {
-        if req.user_id <= 0 {
+        if req.user_id.0 <= 0 {
             return Err(ValidationError::new(
                 "user_id",
                 "must be a positive integer",
             ));
         }
         let currency = match req.currency.as_deref() {
-            None => Currency::DEFAULT,
+            None => Currency::USD,
             Some(code) => Currency::from_code(code).ok_or_else(|| {
                 ValidationError::new(
                     "currency",
                     format!(
                         "{:?} is not a supported ISO 4217 code (supported: {})",
                         echo(code),
-                        CURRENCIES.map(|c| c.code).join(", ")
+                        Currency::ALL.map(Currency::code).join(", ")
                     ),
                 )
             })?,
         };
-        let minor = req
-            .amount
-            .to_minor_units(currency.exponent)
-            .map_err(|e| match e {
-                AmountError::TooPrecise { max_decimals } => ValidationError::new(
-                    "amount",
-                    format!(
-                        "{} allows at most {max_decimals} decimal places",
-                        currency.code
-                    ),
-                ),
-                AmountError::TooLarge => too_large(currency),
-                AmountError::NotANumber | AmountError::ExponentOutOfRange => {
-                    ValidationError::new("amount", e.to_string())
-                }
-            })?;
-        if minor <= 0 {
+        let money = Money::from_decimal(&req.amount, currency).map_err(|e| match e {
+            AmountError::TooPrecise { max_decimals } => ValidationError::new(
+                "amount",
+                format!("{currency} allows at most {max_decimals} decimal places"),
+            ),
+            AmountError::TooLarge => too_large(currency),
+            AmountError::NotANumber | AmountError::ExponentOutOfRange => {
+                ValidationError::new("amount", e.to_string())
+            }
+        })?;
+        if money.minor <= 0 {
             return Err(ValidationError::new("amount", "must be greater than zero"));
         }
-        if minor > MAX_ORDER_MAJOR_UNITS * 10_i64.pow(currency.exponent) {
+        if money.minor > MAX_ORDER_MAJOR_UNITS * 10_i64.pow(currency.exponent()) {
             return Err(too_large(currency));
         }
         if let Some(token) = &req.card_token
@@ -198,7 +69,7 @@ impl NewOrder {
         Ok(NewOrder {
             id,
             user_id: req.user_id,
-            money: Money { minor, currency },
+            money,
             card_token: req.card_token.clone(),
         })
     }
@@ -210,7 +81,7 @@ impl NewOrder {
             "user_id={};amount_minor={};currency={};card_token={}",
             self.user_id,
             self.money.minor,
-            self.money.currency.code,
+            self.money.currency,
             self.card_token.as_deref().unwrap_or("")
         )
     }
@@ -219,7 +90,7 @@ impl NewOrder {
 fn too_large(currency: Currency) -> ValidationError {
     ValidationError::new(
         "amount",
-        format!("must be at most {MAX_ORDER_MAJOR_UNITS} {}", currency.code),
+        format!("must be at most {MAX_ORDER_MAJOR_UNITS} {currency}"),
     )
 }
 
@@ -239,7 +110,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(order.money.minor, 4250);
-        assert_eq!(order.money.currency.code, "USD");
+        assert_eq!(order.money.currency.code(), "USD");
         assert_eq!(order.money.to_decimal().as_str(), "42.50");
     }
 
@@ -247,7 +118,7 @@ mod tests {
     fn the_currency_defaults_to_usd() {
         let order =
             NewOrder::parse(OrderId::generate(), &request(r#"{"user_id":1,"amount":1}"#)).unwrap();
-        assert_eq!(order.money.currency, Currency::DEFAULT);
+        assert_eq!(order.money.currency, Currency::USD);
     }
 
     #[test]
