@@ -307,14 +307,6 @@ impl DecimalAmount {
         Self::parse(&literal).expect("a formatted integer is a valid literal")
     }
 
-    pub fn is_negative(&self) -> bool {
-        self.negative
-    }
-
-    pub fn is_zero(&self) -> bool {
-        self.digits.is_empty()
-    }
-
     pub fn as_str(&self) -> &str {
         &self.literal
     }
