@@ -66,7 +66,7 @@ pub async fn limit_header_size(State(max): State<usize>, request: Request, next:
 /// Without these, a client that sends its headers one byte a second keeps its connection (and
 /// the task serving it) forever, and enough such clients exhaust the process's file
 /// descriptors: the "slowloris" attack. axum's own `serve` builds hyper connections without a
-/// timer, so no header timeout is in effect there; [`serve`] configures hyper itself.
+/// timer, so no header timeout is in effect there; [`serve`](super::serve) configures hyper itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnectionLimits {
     /// `HTTP_HEADER_READ_TIMEOUT_MS`: the time a client has to send a request's headers,

@@ -2,16 +2,17 @@
 //!
 //! [`trace_requests`] is an axum middleware every service installs (through
 //! [`with_common_routes_and_layers`](super::with_common_routes_and_layers)). For each request it
-//! 1. extracts the caller's context (`traceparent`, `tracestate`, `baggage`) with the global
-//!    propagator, filtered by this service's [`InboundPolicy`];
+//! 1. takes the caller's context (`traceparent`, `tracestate`, `baggage`) as far as this
+//!    service's [`InboundPolicy`] trusts it;
 //! 2. opens a SERVER span named `{method} {route}` with the stable HTTP semantic-convention
 //!    attributes, as a child of the caller's span (or as the root of a new trace);
 //! 3. runs the handler inside it, so every span the handler opens, and every outgoing call
 //!    it makes, belongs to the same trace;
-//! 4. records the status code (5xx marks the span ERROR; so does a [`Failure`] the handler's
-//!    error left in the response) and answers with the W3C response trace context:
-//!    `traceresponse` and `server-timing: trace;desc=...` with the same value
-//!    ([`set_response_headers`]), on every answer, including 4xx, 404/405 and 5xx.
+//! 4. records the status code and the outcome through
+//!    [`record_failure`](crate::telemetry::record_failure): the [`Failure`] the handler's error
+//!    left in the response, else, for a 5xx, the status code alone; and answers with the W3C
+//!    response trace context: `traceresponse` and `server-timing: trace;desc=...` with the
+//!    same value ([`set_response_headers`]), on every answer, including 4xx, 404/405 and 5xx.
 //!
 //! It runs after routing (that is what `Router::layer` does in axum 0.8), so the matched route
 //! template (`/api/orders/{id}`) is known and the span name stays low-cardinality.
@@ -30,7 +31,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::{
     error::ApiError,
-    propagation::{Extracted, InboundPolicy, set_response_headers},
+    propagation::{InboundPolicy, set_response_headers},
     telemetry::{Failure, record_failure},
 };
 
@@ -40,14 +41,8 @@ pub async fn trace_requests(
     request: Request,
     next: Next,
 ) -> Response {
-    let Extracted { cx, link } = policy.extract(request.headers());
     let span = server_span(&request);
-    // `set_parent` fails only when no OpenTelemetry layer is installed (handler tests):
-    // then there is no trace to continue, and nothing to do about it.
-    let _ = span.set_parent(cx);
-    if let Some(remote) = link {
-        span.add_link(remote);
-    }
+    policy.extract(request.headers()).parent(&span);
 
     // A panic in a handler is a bug, but the caller still gets an answer (a 500 with the trace
     // id) and the span says what happened; the connection and the process carry on.
@@ -63,11 +58,7 @@ pub async fn trace_requests(
                 .map(|s| (*s).to_owned())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "a panic with a non-string payload".to_owned());
-            let failure = Failure {
-                error_type: "panic".to_owned(),
-                exception_type: "panic".to_owned(),
-                message,
-            };
+            let failure = Failure::exception("panic", "panic", message);
             span.in_scope(|| {
                 ApiError::server(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -86,8 +77,7 @@ pub async fn trace_requests(
     if let Some(failure) = response.extensions().get::<Failure>() {
         record_failure(&span, failure);
     } else if status.is_server_error() {
-        span.record("otel.status_code", "ERROR");
-        span.set_attribute("error.type", status.as_str().to_owned());
+        record_failure(&span, &Failure::status(status));
     }
     // `traceresponse` and `server-timing: trace;desc=...`, on every answer.
     set_response_headers(&span.context(), response.headers_mut());
