@@ -113,11 +113,11 @@ fn path_rejection(rejection: PathRejection) -> ApiError {
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal_error",
             "internal error",
-            Failure {
-                error_type: "path_extractor".to_owned(),
-                exception_type: std::any::type_name::<PathRejection>().to_owned(),
+            Failure::exception(
+                "path_extractor",
+                std::any::type_name::<PathRejection>(),
                 message,
-            },
+            ),
         );
     }
     let message = match &rejection {

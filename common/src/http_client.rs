@@ -6,16 +6,18 @@
 //!    semantic-convention attributes (and `http.request.resend_count` on retries);
 //! 2. injects that span's context, and the current baggage, into the request headers with the
 //!    global propagator: `traceparent`, `tracestate`, `baggage`;
-//! 3. records the outcome: the status code, and ERROR for a 4xx/5xx or a transport error.
+//! 3. records the outcome: the status code, and, through `record_failure`, ERROR for a
+//!    3xx/4xx/5xx (`error.type` is the status code) or a transport error.
 //!
 //! The receiving service's server layer extracts those headers, so its SERVER span becomes a
 //! child of this CLIENT span, and the trace continues across the process boundary.
 //!
-//! Every attempt has a timeout; nothing here waits forever on another service. A
-//! [`RetryMiddleware`] before the tracing middleware sends a request again when that is safe:
-//! always when the connection could not be made (nothing was sent), and after a timeout or a
-//! 502/503/504 only when the request is idempotent. Each attempt is its own CLIENT span, the
-//! resends with `http.request.resend_count`, so retries are visible in the waterfall.
+//! Every attempt has a timeout; nothing here waits forever on another service. A retry
+//! middleware before the tracing middleware sends a request again (twice at most) when that
+//! is safe: always when the connection could not be made (nothing was sent), and after a
+//! timeout or a 502/503/504 only when the request is idempotent. Each attempt is its own
+//! CLIENT span, the resends with `http.request.resend_count`, so retries are visible in the
+//! waterfall.
 //!
 //! The service on the other end may be wrong or hostile, so what comes back is bounded too:
 //! - **No redirects are followed.** A redirect would re-send the request (its body, its
@@ -27,6 +29,10 @@
 //!   the body is read, and a body without one (chunked) is counted as it streams and dropped
 //!   the moment it passes the limit, so a neighbour cannot make a service buffer a body of any
 //!   size by lying about it or leaving its length out.
+//!
+//! A call that gets no usable answer says why as a [`CallFailure`], whether it failed on the
+//! way ([`CallFailure::of`]) or while its answer was read ([`AnswerError::kind`]): the CLIENT
+//! span's `error.type`, and what a caller matches on to decide what the failure means.
 
 use std::time::Duration;
 
@@ -60,23 +66,11 @@ pub struct ResendCount(pub u32);
 #[derive(Clone, Copy, Debug)]
 pub struct Idempotent;
 
-/// How often, and how soon, a failed attempt is repeated.
-#[derive(Clone, Copy, Debug)]
-pub struct RetryPolicy {
-    /// Resends after the first attempt (so at most `1 + max_resends` attempts).
-    pub max_resends: u32,
-    /// The pause before the first resend; it doubles before each further one.
-    pub backoff: Duration,
-}
+/// Resends after the first attempt, when a resend is safe (so at most three attempts).
+const MAX_RESENDS: u32 = 2;
 
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_resends: 2,
-            backoff: Duration::from_millis(100),
-        }
-    }
-}
+/// The pause before the first resend; it doubles before each further one.
+const BACKOFF: Duration = Duration::from_millis(100);
 
 /// The most bytes of one answer a [`ServiceClient`] reads into memory
 /// (`UPSTREAM_RESPONSE_LIMIT_BYTES`).
@@ -135,21 +129,71 @@ pub enum AnswerError {
 }
 
 impl AnswerError {
-    /// `error.type` for the span of the request that needed this answer.
-    pub fn error_type(&self) -> &'static str {
+    /// What kind of failure this is, for the span of the request that needed the answer.
+    pub fn kind(&self) -> CallFailure {
         match self {
-            AnswerError::Redirect { .. } => "redirect",
-            AnswerError::TooLarge { .. } => "response_too_large",
-            AnswerError::Body(e) if e.is_timeout() => "timeout",
-            AnswerError::Body(_) => "response_body",
+            AnswerError::Redirect { .. } => CallFailure::Redirect,
+            AnswerError::TooLarge { .. } => CallFailure::ResponseTooLarge,
+            AnswerError::Body(e) if e.is_timeout() => CallFailure::Timeout,
+            AnswerError::Body(_) => CallFailure::ResponseBody,
         }
     }
 }
 
-/// A client for one downstream service.
+/// Why a call to another service got no usable answer; see the module docs.
+#[must_use]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallFailure {
+    /// The connection could not be made: nothing was sent.
+    ConnectionFailed,
+    /// No answer, or no whole body, in time: the request may have been acted on.
+    Timeout,
+    /// The request could not be sent for another reason.
+    RequestFailed,
+    /// The answer's body broke off, or could not be decoded.
+    ResponseBody,
+    /// A 3xx, which service calls do not follow.
+    Redirect,
+    /// A body over the [`ResponseLimit`].
+    ResponseTooLarge,
+    /// A middleware of the client failed the call.
+    Middleware,
+}
+
+impl CallFailure {
+    /// The kind of a call that got no response at all.
+    pub fn of(error: &reqwest_middleware::Error) -> Self {
+        match error {
+            reqwest_middleware::Error::Reqwest(e) if e.is_timeout() => CallFailure::Timeout,
+            reqwest_middleware::Error::Reqwest(e) if e.is_connect() => {
+                CallFailure::ConnectionFailed
+            }
+            reqwest_middleware::Error::Reqwest(e) if e.is_body() || e.is_decode() => {
+                CallFailure::ResponseBody
+            }
+            reqwest_middleware::Error::Reqwest(_) => CallFailure::RequestFailed,
+            reqwest_middleware::Error::Middleware(_) => CallFailure::Middleware,
+        }
+    }
+
+    /// Its `error.type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallFailure::ConnectionFailed => "connection_failed",
+            CallFailure::Timeout => "timeout",
+            CallFailure::RequestFailed => "request_failed",
+            CallFailure::ResponseBody => "response_body",
+            CallFailure::Redirect => "redirect",
+            CallFailure::ResponseTooLarge => "response_too_large",
+            CallFailure::Middleware => "middleware",
+        }
+    }
+}
+
 /// How long an idle pooled connection is kept for reuse; see [`ServiceClient::new`].
 const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// A client for one downstream service.
 #[derive(Clone, Debug)]
 pub struct ServiceClient {
     base: Url,
@@ -159,7 +203,7 @@ pub struct ServiceClient {
 
 impl ServiceClient {
     /// `base` is the service's root URL; `timeout` bounds each attempt, from connecting to
-    /// the last byte of the response. Attempts are retried by the default [`RetryPolicy`];
+    /// the last byte of the response. Attempts are retried (see the module docs);
     /// answers are read up to the default [`ResponseLimit`] (see
     /// [`with_response_limit`](Self::with_response_limit)).
     pub fn new(base: Url, timeout: Duration) -> Self {
@@ -181,7 +225,7 @@ impl ServiceClient {
             .expect("a client without TLS or proxies always builds");
         // Retries outside tracing: each attempt gets a span of its own.
         let http = ClientBuilder::new(http)
-            .with(RetryMiddleware(RetryPolicy::default()))
+            .with(RetryMiddleware)
             .with(TracingMiddleware)
             .build();
         ServiceClient {
@@ -192,6 +236,7 @@ impl ServiceClient {
     }
 
     /// Reads answers up to `limit` bytes instead of the default.
+    #[must_use]
     pub fn with_response_limit(mut self, limit: ResponseLimit) -> Self {
         self.response_limit = limit;
         self
@@ -247,8 +292,8 @@ impl ServiceClient {
 }
 
 /// Sends a request again when that is safe; see the module docs.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct RetryMiddleware(pub RetryPolicy);
+#[derive(Clone, Copy, Debug)]
+struct RetryMiddleware;
 
 #[async_trait::async_trait]
 impl Middleware for RetryMiddleware {
@@ -271,7 +316,7 @@ impl Middleware for RetryMiddleware {
             };
             extensions.insert(ResendCount(resends));
             let result = next.clone().run(attempt, extensions).await;
-            let again = resends < self.0.max_resends
+            let again = resends < MAX_RESENDS
                 && match &result {
                     // The connection was never made: nothing was sent, any request may go again.
                     Err(reqwest_middleware::Error::Reqwest(e)) if e.is_connect() => true,
@@ -290,7 +335,7 @@ impl Middleware for RetryMiddleware {
             if !again {
                 return result;
             }
-            tokio::time::sleep(self.0.backoff * 2_u32.pow(resends)).await;
+            tokio::time::sleep(BACKOFF * 2_u32.pow(resends)).await;
             resends += 1;
         }
     }
@@ -324,24 +369,14 @@ impl Middleware for TracingMiddleware {
                 // For a client, any 4xx or 5xx means the call did not do what it was for; so
                 // does a 3xx, as redirects are not followed.
                 if status.is_redirection() || status.is_client_error() || status.is_server_error() {
-                    span.record("otel.status_code", "ERROR");
-                    span.set_attribute("error.type", status.as_str().to_owned());
+                    record_failure(&span, &Failure::status(status));
                 }
             }
-            Err(error) => record_failure(&span, &Failure::of(error_type(error), error)),
+            Err(error) => {
+                record_failure(&span, &Failure::of(CallFailure::of(error).as_str(), error))
+            }
         }
         result
-    }
-}
-
-/// `error.type` for a call that got no response.
-pub fn error_type(error: &reqwest_middleware::Error) -> &'static str {
-    match error {
-        reqwest_middleware::Error::Reqwest(e) if e.is_timeout() => "timeout",
-        reqwest_middleware::Error::Reqwest(e) if e.is_connect() => "connection_failed",
-        reqwest_middleware::Error::Reqwest(e) if e.is_body() || e.is_decode() => "response_body",
-        reqwest_middleware::Error::Reqwest(_) => "request_failed",
-        reqwest_middleware::Error::Middleware(_) => "middleware",
     }
 }
 

@@ -1,26 +1,34 @@
 //! What can go wrong at the gateway, and the response each gets.
 //!
 //! Errors from the order service are relayed with their status and body (they are this
-//! system's own JSON errors, safe to show), with the trace id replaced by the gateway's: the
-//! caller's trace starts here. Failing to reach the order service at all gets a 502, 503 or
-//! 504 of the gateway's own.
+//! system's own JSON errors, safe to show), every field of the body passed through, with the
+//! trace id replaced by the gateway's: the caller's trace starts here. Failing to reach the
+//! order service at all, or to read its answer, gets a 502, 503 or 504 of the gateway's own.
+//! Each variant is classified once ([`Classify`]); `common::error` answers and records it.
+
+use std::borrow::Cow;
 
 use axum::{
-    Json,
     http::StatusCode,
     response::{IntoResponse, Response},
 };
 use common::{
-    error::{ApiError, ErrorBody},
-    http_client::{AnswerError, error_type},
-    telemetry::{Failure, SpanFailure, current_trace_id},
+    error::{Classification, Classify, ErrorBody},
+    http_client::{AnswerError, CallFailure},
 };
+
+/// An error body of the order service, read whole: whatever it says beside `error` (the
+/// order's id) is kept, to be relayed as it was.
+pub type UpstreamBody = ErrorBody<serde_json::Map<String, serde_json::Value>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     /// The order service answered with an error.
     #[error("the order service answered {status}: {}", body.error.message)]
-    Upstream { status: StatusCode, body: ErrorBody },
+    Upstream {
+        status: StatusCode,
+        body: UpstreamBody,
+    },
     /// The order service could not be reached or did not answer in time.
     #[error("calling the order service")]
     Unreachable(#[source] reqwest_middleware::Error),
@@ -38,103 +46,75 @@ pub enum GatewayError {
 
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
-        let failure = self.failure();
-        let error = match self {
-            GatewayError::Upstream { status, mut body } => {
-                body.trace_id = current_trace_id();
-                let mut response = (status, Json(body)).into_response();
-                if let Some(failure) = failure {
-                    response.extensions_mut().insert(failure);
-                }
-                return response;
-            }
-            GatewayError::Unreachable(ref e) => {
-                let (status, code, message) = match error_type(e) {
-                    "connection_failed" => (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "order_service_unavailable",
-                        "the order service is unavailable; retry later",
-                    ),
-                    "timeout" => (
-                        StatusCode::GATEWAY_TIMEOUT,
-                        "order_service_timeout",
-                        "the order service did not answer in time. Retry with the same Idempotency-Key: the order is charged at most once",
-                    ),
-                    _ => (
-                        StatusCode::BAD_GATEWAY,
-                        "order_service_error",
-                        "the order service failed; retry later",
-                    ),
-                };
-                ApiError::client(status, code, message)
-            }
-            GatewayError::MalformedOrderId => ApiError::client(
-                StatusCode::BAD_REQUEST,
-                "malformed_order_id",
-                "order ids are UUIDs",
-            ),
-            GatewayError::BadUpstreamResponse(_) => ApiError::client(
-                StatusCode::BAD_GATEWAY,
-                "order_service_error",
-                "the order service failed; retry later",
-            ),
-            GatewayError::BadAnswer(ref e) => {
-                let (status, code, message) = match e {
-                    AnswerError::Body(e) if e.is_timeout() => (
-                        StatusCode::GATEWAY_TIMEOUT,
-                        "order_service_timeout",
-                        "the order service did not answer in time. Retry with the same Idempotency-Key: the order is charged at most once",
-                    ),
-                    AnswerError::Redirect { .. } => (
-                        StatusCode::BAD_GATEWAY,
-                        "order_service_error",
-                        "the order service answered with a redirect, which the gateway does not follow",
-                    ),
-                    AnswerError::TooLarge { .. } => (
-                        StatusCode::BAD_GATEWAY,
-                        "order_service_error",
-                        "the order service's answer was larger than the gateway accepts",
-                    ),
-                    AnswerError::Body(_) => (
-                        StatusCode::BAD_GATEWAY,
-                        "order_service_error",
-                        "the order service failed; retry later",
-                    ),
-                };
-                ApiError::client(status, code, message)
-            }
-        };
-        match failure {
-            Some(failure) => error.with_failure(failure),
-            None => error,
-        }
-        .into_response()
+        common::error::respond(&self)
     }
 }
 
-impl SpanFailure for GatewayError {
-    /// What the failure looks like on a span, for errors that mark spans red. A 4xx relayed
-    /// from the order service marks nothing, except a declined payment: the request was fine,
-    /// the payment failed, and that is what an operator looks for in red.
-    fn failure(&self) -> Option<Failure> {
+impl Classify for GatewayError {
+    type Context = serde_json::Map<String, serde_json::Value>;
+
+    fn classify(&self) -> Classification<Self::Context> {
         match self {
-            GatewayError::Upstream { status, body }
-                if status.is_server_error() || *status == StatusCode::PAYMENT_REQUIRED =>
-            {
-                Some(Failure::of(body.error.code.clone(), self))
+            // A 4xx relayed from the order service marks nothing, except a declined payment:
+            // the request was fine, the payment failed, and that is what an operator looks for
+            // in red.
+            GatewayError::Upstream { status, body } => {
+                let code = body.error.code.clone();
+                if status.is_server_error() || *status == StatusCode::PAYMENT_REQUIRED {
+                    Classification::failed(*status, code)
+                } else {
+                    Classification::rejected(*status, code)
+                }
+                .message(body.error.message.clone())
+                .with_context(body.context.clone())
             }
-            GatewayError::Upstream { .. } | GatewayError::MalformedOrderId => None,
-            GatewayError::Unreachable(e) => Some(Failure::of(
-                format!("order_service_{}", error_type(e)),
-                self,
-            )),
+            GatewayError::Unreachable(e) => call_failed(CallFailure::of(e)),
+            GatewayError::MalformedOrderId => {
+                Classification::rejected(StatusCode::BAD_REQUEST, "malformed_order_id")
+            }
             GatewayError::BadUpstreamResponse(_) => {
-                Some(Failure::of("order_service_bad_response", self))
+                Classification::failed(StatusCode::BAD_GATEWAY, "order_service_error")
+                    .error_type("order_service_bad_response")
+                    .message(FAILED)
             }
-            GatewayError::BadAnswer(e) => Some(Failure::of(
-                format!("order_service_{}", e.error_type()),
-                self,
-            )),
+            GatewayError::BadAnswer(e) => call_failed(e.kind()),
         }
     }
+}
+
+const FAILED: &str = "the order service failed; retry later";
+
+/// A call to the order service that got no usable answer, by why; its span's `error.type` is
+/// `order_service_` and the kind (`order_service_connection_failed`).
+fn call_failed<X: Default>(kind: CallFailure) -> Classification<X> {
+    use StatusCode as S;
+    let (status, code, message) = match kind {
+        CallFailure::ConnectionFailed => (
+            S::SERVICE_UNAVAILABLE,
+            "order_service_unavailable",
+            "the order service is unavailable; retry later",
+        ),
+        CallFailure::Timeout => (
+            S::GATEWAY_TIMEOUT,
+            "order_service_timeout",
+            "the order service did not answer in time. \
+             Retry with the same Idempotency-Key: the order is charged at most once",
+        ),
+        CallFailure::Redirect => (
+            S::BAD_GATEWAY,
+            "order_service_error",
+            "the order service answered with a redirect, which the gateway does not follow",
+        ),
+        CallFailure::ResponseTooLarge => (
+            S::BAD_GATEWAY,
+            "order_service_error",
+            "the order service's answer was larger than the gateway accepts",
+        ),
+        CallFailure::RequestFailed | CallFailure::ResponseBody | CallFailure::Middleware => {
+            (S::BAD_GATEWAY, "order_service_error", FAILED)
+        }
+    };
+    Classification::failed(status, code)
+        .error_type(Cow::Owned(format!("order_service_{}", kind.as_str())))
+        .message(message)
 }

@@ -14,7 +14,6 @@ use axum::{
 };
 use common::{
     api::{CreateOrderRequest, OrderCreated, OrderView},
-    error::ErrorBody,
     extract::{self, IdempotencyKey},
     http_client::Idempotent,
     propagation::with_baggage_entries,
@@ -26,7 +25,10 @@ use tracing::{Instrument, Span, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
-use crate::{AppState, error::GatewayError};
+use crate::{
+    AppState,
+    error::{GatewayError, UpstreamBody},
+};
 
 /// `POST /api/orders`.
 pub async fn create_order(
@@ -142,7 +144,7 @@ async fn read(
 }
 
 fn upstream_error(status: StatusCode, body: &[u8]) -> GatewayError {
-    match serde_json::from_slice::<ErrorBody>(body) {
+    match serde_json::from_slice::<UpstreamBody>(body) {
         Ok(body) if status.is_client_error() || status.is_server_error() => {
             GatewayError::Upstream { status, body }
         }

@@ -1,4 +1,6 @@
-//! Everything that can go wrong with an order, and the response each gets.
+//! Everything that can go wrong with an order, and the response each gets: one
+//! [`Classification`] per variant, which `common::error` answers and records. Bodies name the
+//! order a failure concerns ([`OrderContext`]) beside the error.
 
 use axum::{
     http::StatusCode,
@@ -6,9 +8,9 @@ use axum::{
 };
 use common::{
     api::{OrderId, ValidationError},
-    error::ApiError,
-    telemetry::{Failure, SpanFailure},
+    error::{Classification, Classify},
 };
+use serde::Serialize;
 
 use crate::payments::PaymentFailure;
 
@@ -48,83 +50,84 @@ impl From<sqlx::Error> for OrderError {
     }
 }
 
-impl IntoResponse for OrderError {
-    fn into_response(self) -> Response {
-        use StatusCode as S;
-        let failure = self.failure();
-        let message = self.to_string();
-        let error = match &self {
-            OrderError::Validation(_) => {
-                ApiError::client(S::UNPROCESSABLE_ENTITY, "validation_failed", message)
-            }
-            // The IETF idempotency-key draft's answer to a key reused with another payload.
-            OrderError::IdempotencyKeyReused { order_id } => {
-                ApiError::client(S::UNPROCESSABLE_ENTITY, "idempotency_key_reused", message)
-                    .with_order_id(order_id.0)
-            }
-            OrderError::MalformedId => {
-                ApiError::client(S::BAD_REQUEST, "malformed_order_id", message)
-            }
-            OrderError::NotFound(_) => ApiError::client(S::NOT_FOUND, "order_not_found", message),
-            OrderError::PaymentDeclined { order_id, .. } => {
-                ApiError::client(S::PAYMENT_REQUIRED, "payment_declined", message)
-                    .with_order_id(order_id.0)
-            }
-            OrderError::Payment { order_id, failure } => {
-                let (status, code, message) = match failure {
-                    PaymentFailure::Unreachable(_) => (
-                        S::SERVICE_UNAVAILABLE,
-                        "payment_unavailable",
-                        "the payment service is unavailable; nothing was charged. Retry with the same Idempotency-Key",
-                    ),
-                    PaymentFailure::Timeout(_) => (
-                        S::GATEWAY_TIMEOUT,
-                        "payment_timeout",
-                        "the payment service did not answer in time. Retry with the same Idempotency-Key: the order is charged at most once",
-                    ),
-                    PaymentFailure::Error(_) => (
-                        S::BAD_GATEWAY,
-                        "payment_error",
-                        "the payment service failed. Retry with the same Idempotency-Key: the order is charged at most once",
-                    ),
-                };
-                ApiError::client(status, code, message).with_order_id(order_id.0)
-            }
-            OrderError::DatabaseUnavailable(_) => ApiError::client(
-                S::SERVICE_UNAVAILABLE,
-                "database_unavailable",
-                "the order database is unavailable; retry later",
-            ),
-            OrderError::Database(_) => {
-                ApiError::client(S::INTERNAL_SERVER_ERROR, "internal_error", "internal error")
-            }
-        };
-        match failure {
-            Some(failure) => error.with_failure(failure),
-            None => error,
+/// What the order service says beside an error: the order it concerns, when the failure came
+/// after the order was recorded (a declined or failed payment, a reused key), so the client
+/// can look it up, or retry it.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct OrderContext {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<OrderId>,
+}
+
+impl OrderContext {
+    fn of(order_id: OrderId) -> Self {
+        OrderContext {
+            order_id: Some(order_id),
         }
-        .into_response()
     }
 }
 
-impl SpanFailure for OrderError {
-    /// What the failure looks like on a span, for errors that mark spans red. A request the
-    /// caller got wrong does not: the service did its job by refusing it.
-    fn failure(&self) -> Option<Failure> {
-        let error_type = match self {
-            OrderError::Validation(_)
-            | OrderError::IdempotencyKeyReused { .. }
-            | OrderError::MalformedId
-            | OrderError::NotFound(_) => return None,
-            OrderError::PaymentDeclined { .. } => "payment_declined",
-            OrderError::Payment { failure, .. } => match failure {
-                PaymentFailure::Unreachable(_) => "payment_unreachable",
-                PaymentFailure::Timeout(_) => "payment_timeout",
-                PaymentFailure::Error(_) => "payment_error",
-            },
-            OrderError::DatabaseUnavailable(_) => "database_unavailable",
-            OrderError::Database(_) => "database_error",
-        };
-        Some(Failure::of(error_type, self))
+impl IntoResponse for OrderError {
+    fn into_response(self) -> Response {
+        common::error::respond(&self)
+    }
+}
+
+impl Classify for OrderError {
+    type Context = OrderContext;
+
+    /// A request the caller got wrong is rejected and leaves the span alone: the service did
+    /// its job by refusing it. Everything else is a failure, red.
+    fn classify(&self) -> Classification<OrderContext> {
+        use StatusCode as S;
+        match self {
+            OrderError::Validation(_) => {
+                Classification::rejected(S::UNPROCESSABLE_ENTITY, "validation_failed")
+            }
+            // The IETF idempotency-key draft's answer to a key reused with another payload.
+            OrderError::IdempotencyKeyReused { order_id } => {
+                Classification::rejected(S::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
+                    .with_context(OrderContext::of(*order_id))
+            }
+            OrderError::MalformedId => {
+                Classification::rejected(S::BAD_REQUEST, "malformed_order_id")
+            }
+            OrderError::NotFound(_) => Classification::rejected(S::NOT_FOUND, "order_not_found"),
+            OrderError::PaymentDeclined { order_id, .. } => {
+                Classification::failed(S::PAYMENT_REQUIRED, "payment_declined")
+                    .with_context(OrderContext::of(*order_id))
+            }
+            OrderError::Payment { order_id, failure } => match failure {
+                PaymentFailure::Unreachable(_) => {
+                    Classification::failed(S::SERVICE_UNAVAILABLE, "payment_unavailable")
+                        .error_type("payment_unreachable")
+                        .message(
+                            "the payment service is unavailable; nothing was charged. \
+                             Retry with the same Idempotency-Key",
+                        )
+                }
+                PaymentFailure::Timeout(_) => {
+                    Classification::failed(S::GATEWAY_TIMEOUT, "payment_timeout").message(
+                        "the payment service did not answer in time. \
+                         Retry with the same Idempotency-Key: the order is charged at most once",
+                    )
+                }
+                PaymentFailure::Error(_) => Classification::failed(S::BAD_GATEWAY, "payment_error")
+                    .message(
+                        "the payment service failed. \
+                         Retry with the same Idempotency-Key: the order is charged at most once",
+                    ),
+            }
+            .with_context(OrderContext::of(*order_id)),
+            OrderError::DatabaseUnavailable(_) => {
+                Classification::failed(S::SERVICE_UNAVAILABLE, "database_unavailable")
+                    .message("the order database is unavailable; retry later")
+            }
+            OrderError::Database(_) => {
+                Classification::failed(S::INTERNAL_SERVER_ERROR, "internal_error")
+                    .error_type("database_error")
+                    .message("internal error")
+            }
+        }
     }
 }

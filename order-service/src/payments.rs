@@ -15,7 +15,7 @@
 use common::{
     api::{ChargeRequest, ChargeResponse},
     error::ErrorBody,
-    http_client::{AnswerError, Idempotent, ServiceClient, error_type},
+    http_client::{AnswerError, CallFailure, Idempotent, ServiceClient},
     signing::{ChargeSigner, SIGNATURE_HEADER},
 };
 use reqwest::{Method, StatusCode};
@@ -81,9 +81,9 @@ impl PaymentClient {
         {
             Ok(response) => response,
             Err(e) => {
-                return ChargeResult::Failed(match error_type(&e) {
-                    "connection_failed" => PaymentFailure::Unreachable(e),
-                    "timeout" => PaymentFailure::Timeout(e),
+                return ChargeResult::Failed(match CallFailure::of(&e) {
+                    CallFailure::ConnectionFailed => PaymentFailure::Unreachable(e),
+                    CallFailure::Timeout => PaymentFailure::Timeout(e),
                     _ => PaymentFailure::Error(common::telemetry::error_chain(&e)),
                 });
             }

@@ -1,4 +1,5 @@
-//! Everything that can go wrong with a charge, and the response each gets.
+//! Everything that can go wrong with a charge, and the response each gets: one
+//! [`Classification`] per variant, which `common::error` answers and records.
 
 use axum::{
     http::StatusCode,
@@ -6,9 +7,8 @@ use axum::{
 };
 use common::{
     api::{OrderId, ValidationError},
-    error::ApiError,
+    error::{Classification, Classify, NoContext},
     signing::SignatureError,
-    telemetry::{Failure, SpanFailure},
 };
 
 use crate::domain::{DeclineReason, PaymentId};
@@ -50,56 +50,38 @@ impl From<sqlx::Error> for PaymentError {
 
 impl IntoResponse for PaymentError {
     fn into_response(self) -> Response {
-        let failure = self.failure();
-        let error = match &self {
-            PaymentError::Invalid(invalid) => ApiError::client(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation_failed",
-                invalid.to_string(),
-            ),
-            PaymentError::NotAuthorised(_) => ApiError::client(
-                StatusCode::FORBIDDEN,
-                "charge_not_authorised",
-                self.to_string(),
-            ),
-            PaymentError::Declined { reason, .. } => ApiError::client(
-                StatusCode::PAYMENT_REQUIRED,
-                "payment_declined",
-                format!("the payment was declined ({reason})"),
-            ),
-            PaymentError::Conflict(_) => {
-                ApiError::client(StatusCode::CONFLICT, "payment_conflict", self.to_string())
-            }
-            PaymentError::Unavailable(_) => ApiError::client(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "database_unavailable",
-                "the payment database is unavailable; retry later",
-            ),
-            PaymentError::Database(_) => ApiError::client(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                "internal error",
-            ),
-        };
-        match failure {
-            Some(failure) => error.with_failure(failure),
-            None => error,
-        }
-        .into_response()
+        common::error::respond(&self)
     }
 }
 
-impl SpanFailure for PaymentError {
-    /// What the failure looks like on a span, for errors that mark spans red.
-    fn failure(&self) -> Option<Failure> {
+impl Classify for PaymentError {
+    type Context = NoContext;
+
+    fn classify(&self) -> Classification {
+        use StatusCode as S;
         match self {
-            PaymentError::Invalid(_) | PaymentError::Conflict(_) => None,
+            PaymentError::Invalid(_) => {
+                Classification::rejected(S::UNPROCESSABLE_ENTITY, "validation_failed")
+            }
             // Red: either the keys of the two services differ, or someone who is not the order
             // service tried to move money. An operator must see both.
-            PaymentError::NotAuthorised(_) => Some(Failure::of("charge_not_authorised", self)),
-            PaymentError::Declined { .. } => Some(Failure::of("payment_declined", self)),
-            PaymentError::Unavailable(_) => Some(Failure::of("database_unavailable", self)),
-            PaymentError::Database(_) => Some(Failure::of("database_error", self)),
+            PaymentError::NotAuthorised(_) => {
+                Classification::failed(S::FORBIDDEN, "charge_not_authorised")
+            }
+            PaymentError::Declined { reason, .. } => {
+                Classification::failed(S::PAYMENT_REQUIRED, "payment_declined")
+                    .message(format!("the payment was declined ({reason})"))
+            }
+            PaymentError::Conflict(_) => Classification::rejected(S::CONFLICT, "payment_conflict"),
+            PaymentError::Unavailable(_) => {
+                Classification::failed(S::SERVICE_UNAVAILABLE, "database_unavailable")
+                    .message("the payment database is unavailable; retry later")
+            }
+            PaymentError::Database(_) => {
+                Classification::failed(S::INTERNAL_SERVER_ERROR, "internal_error")
+                    .error_type("database_error")
+                    .message("internal error")
+            }
         }
     }
 }

@@ -87,11 +87,11 @@ impl Processor {
                 // The processor said no: this is where the trace turns red.
                 record_failure(
                     &span,
-                    &Failure {
-                        error_type: reason.as_str().to_owned(),
-                        exception_type: "processor decline".to_owned(),
-                        message: format!("the processor declined the charge: {reason}"),
-                    },
+                    &Failure::exception(
+                        reason.as_str(),
+                        "processor decline",
+                        format!("the processor declined the charge: {reason}"),
+                    ),
                 );
             }
         }

@@ -1,17 +1,19 @@
 //! How much of a caller's context a service accepts: the inbound half of propagation policy.
 //!
 //! The server layer ([`crate::http_server::trace_requests`]) asks a service's
-//! [`InboundPolicy`] for the context to run each request in. Services inside the system trust
-//! each other and take everything; the gateway is the trust boundary, where what an outside
-//! caller sends is data from the internet: it may start a new trace instead of continuing the
-//! caller's, and it keeps only allow-listed baggage.
+//! [`InboundPolicy`] for the context to run each request in, and hands the request's span to
+//! [`Extracted::parent`], which makes that context its parent (or, for a new trace, links it
+//! to the caller's span). Services inside the system trust each other and take everything;
+//! the gateway is the trust boundary, where what an outside caller sends is data from the
+//! internet: it may start a new trace instead of continuing the caller's, and it keeps only
+//! allow-listed baggage.
 //!
 //! The policy narrows the context the global propagator extracted; it never rebuilds one from
-//! the caller's [`SpanContext`](opentelemetry::trace::SpanContext). The extracted context also
-//! carries what a span context cannot (the caller's `random-trace-id` flag for spans this
-//! process does not sample, and a `tracestate` the opentelemetry crate cannot hold, see
-//! [`trace_context`](super::trace_context)), and a rebuilt context would lose it: the gateway
-//! once answered `-00` to a caller's `-02` that way.
+//! the caller's [`SpanContext`]. The extracted context also carries what a span context
+//! cannot (the caller's `random-trace-id` flag for spans this process does not sample, and a
+//! `tracestate` the opentelemetry crate cannot hold, see [`trace_context`](super::trace_context)),
+//! and a rebuilt context would lose it: the gateway once answered `-00` to a caller's `-02`
+//! that way.
 
 use std::sync::Arc;
 
@@ -21,6 +23,7 @@ use opentelemetry::{
     baggage::{Baggage, BaggageExt},
     trace::{SpanContext, TraceContextExt},
 };
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::{BaggageLimits, HeaderExtractor, copy_baggage, mark_random_trace_id};
 
@@ -91,6 +94,19 @@ impl InboundPolicy {
             cx = mark_random_trace_id(&cx);
         }
         Extracted { cx, link }
+    }
+}
+
+impl Extracted {
+    /// Makes this context `span`'s parent, and, when the policy started a new trace, links
+    /// `span` to the caller's span, so the caller's trace can still be found from it.
+    pub fn parent(self, span: &tracing::Span) {
+        // `set_parent` fails only when no OpenTelemetry layer is installed (handler tests):
+        // then there is no trace to continue, and nothing to do about it.
+        let _ = span.set_parent(self.cx);
+        if let Some(remote) = self.link {
+            span.add_link(remote);
+        }
     }
 }
 

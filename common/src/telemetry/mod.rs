@@ -366,7 +366,7 @@ where
 {
     tracing_opentelemetry::layer()
         .with_tracer(tracer)
-        // Errors are recorded explicitly, by `record_error`, following the conventions
+        // Errors are recorded explicitly, by `record_failure`, following the conventions
         // (an `exception` event with type and message). The layer's own mapping would copy
         // `exception.*` onto span attributes and put the cause chain in a stack-trace field.
         .with_error_fields_to_exceptions(false)
@@ -434,64 +434,104 @@ fn tracer_provider(
     Ok(builder.build())
 }
 
-/// The `error.type`, exception type and message of a failure, for [`record_failure`].
+/// A failure to record on a span, for [`record_failure`]: its `error.type`, and the
+/// exception, when there is one.
+#[must_use = "a failure does nothing until it is recorded or answered"]
 #[derive(Clone, Debug)]
 pub struct Failure {
     /// Low-cardinality identifier: a code (`payment_declined`), an SQLSTATE, a status code.
-    pub error_type: String,
+    pub error_type: std::borrow::Cow<'static, str>,
+    /// What was thrown, for the `exception` event. `None` for a failure that is only a status
+    /// code (a 5xx answered, a 4xx received), which the HTTP conventions record with
+    /// `error.type` alone.
+    pub exception: Option<Exception>,
+}
+
+/// The `exception` event of a [`Failure`].
+#[derive(Clone, Debug)]
+pub struct Exception {
     /// What failed, e.g. the Rust type of the error.
-    pub exception_type: String,
+    pub exception_type: std::borrow::Cow<'static, str>,
     /// The whole cause chain, outermost first.
     pub message: String,
 }
 
 impl Failure {
-    pub fn of<E: std::error::Error + 'static>(error_type: impl Into<String>, error: &E) -> Self {
+    /// `error`, with its Rust type and its cause chain as the exception.
+    pub fn of<E: std::error::Error + 'static>(
+        error_type: impl Into<std::borrow::Cow<'static, str>>,
+        error: &E,
+    ) -> Self {
+        Failure::exception(error_type, std::any::type_name::<E>(), error_chain(error))
+    }
+
+    /// A failure that is no Rust error value (a panic, a processor's decline).
+    pub fn exception(
+        error_type: impl Into<std::borrow::Cow<'static, str>>,
+        exception_type: impl Into<std::borrow::Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
         Failure {
             error_type: error_type.into(),
-            exception_type: std::any::type_name::<E>().to_owned(),
-            message: error_chain(error),
+            exception: Some(Exception {
+                exception_type: exception_type.into(),
+                message: message.into(),
+            }),
+        }
+    }
+
+    /// An HTTP status that is a failure, with no exception: `error.type` is the code (`500`).
+    pub fn status(status: http::StatusCode) -> Self {
+        Failure {
+            error_type: status.as_str().to_owned().into(),
+            exception: None,
+        }
+    }
+
+    /// What went wrong, in words: the exception's message, else the `error.type`.
+    pub fn description(&self) -> &str {
+        match &self.exception {
+            Some(exception) => &exception.message,
+            None => &self.error_type,
         }
     }
 }
 
-/// Marks `span` failed the way the OpenTelemetry conventions describe: status ERROR with a
-/// description, an `error.type` attribute, and an `exception` event. This is the one place
-/// spans learn about errors, so every red span in Jaeger looks the same.
+/// Marks `span` failed the way the OpenTelemetry conventions describe: status ERROR, an
+/// `error.type` attribute, and, for a failure with an exception, an `exception` event and the
+/// exception's message as the status description. This is the one place spans learn about
+/// errors, so every red span in Jaeger looks the same.
 pub fn record_failure(span: &Span, failure: &Failure) {
     span.set_attribute("error.type", failure.error_type.clone());
-    span.add_event(
-        "exception",
-        vec![
-            KeyValue::new("exception.type", failure.exception_type.clone()),
-            KeyValue::new("exception.message", failure.message.clone()),
-        ],
-    );
-    span.set_status(Status::error(failure.message.clone()));
+    let description = match &failure.exception {
+        Some(exception) => {
+            span.add_event(
+                "exception",
+                vec![
+                    KeyValue::new("exception.type", exception.exception_type.clone()),
+                    KeyValue::new("exception.message", exception.message.clone()),
+                ],
+            );
+            exception.message.clone()
+        }
+        // A status code says all there is: no event, no description.
+        None => String::new(),
+    };
+    span.set_status(Status::error(description));
 }
 
-/// An error that knows whether, and how, it marks a span failed: a service's error enum says
-/// which of its variants are the service's own failures (red in the waterfall) and which are
-/// the caller's mistakes (a 4xx that leaves the span alone).
-pub trait SpanFailure {
-    fn failure(&self) -> Option<Failure>;
-}
-
-/// Marks the current span failed when `result` is such an error, and hands `result` back. For
-/// the INTERNAL span of a handler (`save_order`, `charge_card`): the SERVER span is marked by
-/// the server layer from the response.
-pub fn record_result<T, E: SpanFailure>(result: Result<T, E>) -> Result<T, E> {
+/// Marks the current span failed when `result` is an error its [`Classification`] calls a
+/// failure, and hands `result` back. For the INTERNAL span of a handler (`save_order`,
+/// `charge_card`): the SERVER span is marked by the server layer from the response.
+///
+/// [`Classification`]: crate::error::Classification
+pub fn record_result<T, E: crate::error::Classify>(result: Result<T, E>) -> Result<T, E> {
     if let Err(error) = &result
-        && let Some(failure) = error.failure()
+        && let Some(error_type) = error.classify().error_type
     {
-        record_failure(&Span::current(), &failure);
+        record_failure(&Span::current(), &Failure::of(error_type, error));
     }
     result
-}
-
-/// [`record_failure`] for an error value.
-pub fn record_error<E: std::error::Error + 'static>(span: &Span, error_type: &str, error: &E) {
-    record_failure(span, &Failure::of(error_type, error));
 }
 
 /// `outer: cause: root cause`, the way `anyhow` prints `{:#}`.
@@ -717,5 +757,68 @@ mod tests {
     fn an_error_chain_prints_every_cause_once() {
         let err = Outer(std::io::Error::other("connection reset"));
         assert_eq!(error_chain(&err), "inserting order: connection reset");
+    }
+
+    /// The spans `f` ends, recorded through the services' OpenTelemetry layer.
+    fn recorded(f: impl FnOnce()) -> Vec<opentelemetry_sdk::trace::SpanData> {
+        use opentelemetry_sdk::{
+            error::OTelSdkResult,
+            trace::{SpanData, SpanProcessor},
+        };
+        #[derive(Clone, Debug, Default)]
+        struct Collect(std::sync::Arc<std::sync::Mutex<Vec<SpanData>>>);
+        impl SpanProcessor for Collect {
+            fn on_start(&self, _: &mut opentelemetry_sdk::trace::Span, _: &opentelemetry::Context) {
+            }
+            fn on_end(&self, span: SpanData) {
+                self.0.lock().unwrap().push(span);
+            }
+            fn force_flush(&self) -> OTelSdkResult {
+                Ok(())
+            }
+            fn shutdown_with_timeout(&self, _: Duration) -> OTelSdkResult {
+                Ok(())
+            }
+        }
+        let collected = Collect::default();
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(collected.clone())
+            .build();
+        let subscriber = tracing_subscriber::registry().with(otel_layer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, f);
+        collected.0.lock().unwrap().clone()
+    }
+
+    #[test]
+    fn a_status_failure_marks_the_span_without_an_exception_and_an_error_with_one() {
+        let spans = recorded(|| {
+            let span = tracing::info_span!("POST /orders");
+            record_failure(&span, &Failure::status(http::StatusCode::BAD_GATEWAY));
+            drop(span);
+            let span = tracing::info_span!("save_order");
+            let err = Outer(std::io::Error::other("connection reset"));
+            record_failure(&span, &Failure::of("database_error", &err));
+        });
+        let span = |name: &str| spans.iter().find(|s| s.name == name).unwrap();
+        let error_type = |s: &opentelemetry_sdk::trace::SpanData| {
+            s.attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == "error.type")
+                .map(|kv| kv.value.to_string())
+        };
+
+        let status = span("POST /orders");
+        assert_eq!(status.status, Status::error(""));
+        assert_eq!(error_type(status).as_deref(), Some("502"));
+        assert!(status.events.is_empty(), "{:?}", status.events);
+
+        let error = span("save_order");
+        assert_eq!(
+            error.status,
+            Status::error("inserting order: connection reset")
+        );
+        assert_eq!(error_type(error).as_deref(), Some("database_error"));
+        let exception = error.events.iter().next().unwrap();
+        assert_eq!(exception.name, "exception");
     }
 }
