@@ -19,10 +19,10 @@ use common::{
 
 /// An error body of the order service, read whole: whatever it says beside `error` (the
 /// order's id) is kept, to be relayed as it was.
-pub type UpstreamBody = ErrorBody<serde_json::Map<String, serde_json::Value>>;
+pub(crate) type UpstreamBody = ErrorBody<serde_json::Map<String, serde_json::Value>>;
 
 #[derive(Debug, thiserror::Error)]
-pub enum GatewayError {
+pub(crate) enum GatewayError {
     /// The order service answered with an error.
     #[error("the order service answered {status}: {}", body.error.message)]
     Upstream {

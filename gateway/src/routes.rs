@@ -31,7 +31,7 @@ use crate::{
 };
 
 /// `POST /api/orders`.
-pub async fn create_order(
+pub(crate) async fn create_order(
     State(app): State<AppState>,
     key: Option<IdempotencyKey>,
     extract::Json(req): extract::Json<CreateOrderRequest>,
@@ -102,7 +102,7 @@ async fn forward_order(
 
 /// `GET /api/orders/{id}`.
 #[tracing::instrument(name = "get_order", skip_all, fields(order_id = %id))]
-pub async fn get_order(
+pub(crate) async fn get_order(
     State(app): State<AppState>,
     extract::Path(id): extract::Path<String>,
 ) -> Result<Json<OrderView>, GatewayError> {
@@ -153,7 +153,7 @@ fn upstream_error(status: StatusCode, body: &[u8]) -> GatewayError {
 }
 
 /// `GET /readyz`: the order service answers.
-pub async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+pub(crate) async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
     let ok = app
         .orders
         .request(Method::GET, "/healthz", "/healthz")

@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::payments::PaymentFailure;
 
 #[derive(Debug, thiserror::Error)]
-pub enum OrderError {
+pub(crate) enum OrderError {
     #[error("{0}")]
     Validation(#[from] ValidationError),
     #[error("this Idempotency-Key was used for a different order")]
@@ -54,7 +54,7 @@ impl From<sqlx::Error> for OrderError {
 /// after the order was recorded (a declined or failed payment, a reused key), so the client
 /// can look it up, or retry it.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
-pub struct OrderContext {
+pub(crate) struct OrderContext {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order_id: Option<OrderId>,
 }

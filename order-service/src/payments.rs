@@ -22,7 +22,7 @@ use reqwest::{Method, StatusCode};
 
 /// What became of a charge.
 #[derive(Debug)]
-pub enum ChargeResult {
+pub(crate) enum ChargeResult {
     Charged,
     /// The payment service declined the charge (402); its error body says why.
     Declined(ErrorBody),
@@ -31,7 +31,7 @@ pub enum ChargeResult {
 
 /// A charge that did not get a definite answer.
 #[derive(Debug, thiserror::Error)]
-pub enum PaymentFailure {
+pub(crate) enum PaymentFailure {
     /// The request never reached the payment service: nothing was charged.
     #[error("the payment service is unreachable")]
     Unreachable(#[source] reqwest_middleware::Error),
@@ -46,29 +46,29 @@ pub enum PaymentFailure {
 
 impl PaymentFailure {
     /// Whether the payment service may have charged the card.
-    pub fn may_have_charged(&self) -> bool {
+    pub(crate) fn may_have_charged(&self) -> bool {
         !matches!(self, PaymentFailure::Unreachable(_))
     }
 }
 
 #[derive(Clone, Debug)]
-pub struct PaymentClient {
+pub(crate) struct PaymentClient {
     client: ServiceClient,
     signer: ChargeSigner,
 }
 
 impl PaymentClient {
-    pub fn new(client: ServiceClient, signer: ChargeSigner) -> Self {
+    pub(crate) fn new(client: ServiceClient, signer: ChargeSigner) -> Self {
         PaymentClient { client, signer }
     }
 
-    pub fn service(&self) -> &ServiceClient {
+    pub(crate) fn service(&self) -> &ServiceClient {
         &self.client
     }
 
     /// Asks for `request` to be charged, signed. Call it only for an order that is stored:
     /// the signature vouches that the order exists as the request describes it.
-    pub async fn charge(&self, request: &ChargeRequest) -> ChargeResult {
+    pub(crate) async fn charge(&self, request: &ChargeRequest) -> ChargeResult {
         let response = match self
             .client
             .request(Method::POST, "/charge", "/charge")

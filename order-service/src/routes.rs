@@ -41,7 +41,7 @@ use crate::{
     skip_all,
     fields(order_id = Empty, order.status = Empty, idempotency.replayed = Empty)
 )]
-pub async fn create_order(
+pub(crate) async fn create_order(
     State(app): State<AppState>,
     key: Option<IdempotencyKey>,
     extract::Json(req): extract::Json<CreateOrderRequest>,
@@ -183,7 +183,7 @@ fn created(id: OrderId, status: OrderStatus, replayed: bool) -> Response {
 
 /// `GET /orders/{id}`.
 #[tracing::instrument(name = "load_order", skip_all, fields(order_id = %id))]
-pub async fn get_order(
+pub(crate) async fn get_order(
     State(app): State<AppState>,
     extract::Path(id): extract::Path<String>,
 ) -> Result<Json<OrderView>, OrderError> {
@@ -202,7 +202,7 @@ pub async fn get_order(
 }
 
 /// `GET /readyz`: the database and the payment service answer.
-pub async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+pub(crate) async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
     let database = app.store.database().ping().await;
     let payment = app
         .payments

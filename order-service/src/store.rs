@@ -86,23 +86,23 @@ fn decode_error(e: UnknownName) -> sqlx::Error {
 }
 
 #[derive(Clone, Debug)]
-pub struct Store {
+pub(crate) struct Store {
     db: Database,
 }
 
 impl Store {
-    pub fn new(db: Database) -> Self {
+    pub(crate) fn new(db: Database) -> Self {
         Store { db }
     }
 
-    pub fn database(&self) -> &Database {
+    pub(crate) fn database(&self) -> &Database {
         &self.db
     }
 
     /// Inserts `order`; `false` when `idempotency_key` names a key another order already
     /// has, and then nothing is inserted: the caller must answer with that order instead.
     #[must_use = "an order that was not inserted must not be charged as if it were"]
-    pub async fn insert(
+    pub(crate) async fn insert(
         &self,
         order: &NewOrder,
         idempotency_key: Option<&str>,
@@ -125,7 +125,7 @@ impl Store {
         Ok(inserted.is_some())
     }
 
-    pub async fn get(&self, id: OrderId) -> Result<Option<Order>, sqlx::Error> {
+    pub(crate) async fn get(&self, id: OrderId) -> Result<Option<Order>, sqlx::Error> {
         self.db
             .fetch_optional::<OrderRow>(&SELECT_ORDER, |q| q.bind(id))
             .await?
@@ -133,7 +133,7 @@ impl Store {
             .transpose()
     }
 
-    pub async fn get_by_idempotency_key(&self, key: &str) -> Result<Option<Order>, sqlx::Error> {
+    pub(crate) async fn get_by_idempotency_key(&self, key: &str) -> Result<Option<Order>, sqlx::Error> {
         self.db
             .fetch_optional::<OrderRow>(&SELECT_ORDER_BY_KEY, |q| q.bind(key.to_owned()))
             .await?
@@ -141,7 +141,7 @@ impl Store {
             .transpose()
     }
 
-    pub async fn set_status(&self, id: OrderId, status: OrderStatus) -> Result<(), sqlx::Error> {
+    pub(crate) async fn set_status(&self, id: OrderId, status: OrderStatus) -> Result<(), sqlx::Error> {
         self.db
             .execute(&UPDATE_STATUS, |q| q.bind(id).bind(status.as_str()))
             .await

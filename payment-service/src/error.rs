@@ -14,7 +14,7 @@ use common::{
 use crate::domain::{DeclineReason, PaymentId};
 
 #[derive(Debug, thiserror::Error)]
-pub enum PaymentError {
+pub(crate) enum PaymentError {
     /// The request is not a valid charge (the order service sent something wrong).
     #[error("{0}")]
     Invalid(ValidationError),

@@ -26,7 +26,7 @@ use crate::{
 /// How many idempotency keys the processor remembers; the oldest are forgotten first.
 const REMEMBERED_KEYS: usize = 100_000;
 
-pub struct Processor {
+pub(crate) struct Processor {
     settings: ProcessorSettings,
     answers: Mutex<Answers>,
 }
@@ -38,7 +38,7 @@ struct Answers {
 }
 
 impl Processor {
-    pub fn new(settings: ProcessorSettings) -> Self {
+    pub(crate) fn new(settings: ProcessorSettings) -> Self {
         Processor {
             settings,
             answers: Mutex::default(),
@@ -56,7 +56,7 @@ impl Processor {
             payment.decline_reason = Empty,
         )
     )]
-    pub async fn charge(
+    pub(crate) async fn charge(
         &self,
         idempotency_key: PaymentId,
         amount_minor: i64,
@@ -110,7 +110,8 @@ impl Processor {
         }
         // The key's low 64 bits are random (a v4 or v7 UUID), so this is a fair coin per key
         // and the same answer for the same key.
-        let draw = (key.0.as_u128() as u64) as f64 / u64::MAX as f64;
+        let low = key.0.as_u64_pair().1;
+        let draw = low as f64 / u64::MAX as f64;
         if draw < self.settings.failure_rate {
             return ChargeOutcome::Declined(DeclineReason::ProcessorDeclined);
         }

@@ -34,7 +34,7 @@ use crate::{
     skip_all,
     fields(order_id = %req.order_id, user.id = req.user_id.0, amount_minor = req.amount_minor, payment.id = Empty, payment.status = Empty)
 )]
-pub async fn charge(
+pub(crate) async fn charge(
     headers: HeaderMap,
     State(app): State<AppState>,
     extract::Json(req): extract::Json<ChargeRequest>,
@@ -175,7 +175,7 @@ async fn decide(
 }
 
 /// `GET /readyz`: the database answers.
-pub async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+pub(crate) async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
     if app.store.database().ping().await {
         (
             StatusCode::OK,

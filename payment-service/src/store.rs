@@ -120,20 +120,20 @@ fn decode_error(e: UnknownName) -> sqlx::Error {
 }
 
 #[derive(Clone, Debug)]
-pub struct Store {
+pub(crate) struct Store {
     db: Database,
 }
 
 impl Store {
-    pub fn new(db: Database) -> Self {
+    pub(crate) fn new(db: Database) -> Self {
         Store { db }
     }
 
-    pub fn database(&self) -> &Database {
+    pub(crate) fn database(&self) -> &Database {
         &self.db
     }
 
-    pub async fn user(&self, id: UserId) -> Result<Option<User>, sqlx::Error> {
+    pub(crate) async fn user(&self, id: UserId) -> Result<Option<User>, sqlx::Error> {
         self.db
             .fetch_optional::<UserRow>(&SELECT_USER, |q| q.bind(id))
             .await?
@@ -142,7 +142,7 @@ impl Store {
     }
 
     /// The order's one payment: a new pending one with `payment_id`, or the one it already has.
-    pub async fn claim(
+    pub(crate) async fn claim(
         &self,
         payment_id: PaymentId,
         charge: &Charge,
@@ -160,7 +160,7 @@ impl Store {
     }
 
     /// Records that `charge` was refused, and why; `trace_id` leads to the request's trace.
-    pub async fn record_refused(
+    pub(crate) async fn record_refused(
         &self,
         charge: &Charge,
         reason: SignatureError,
@@ -181,7 +181,7 @@ impl Store {
     }
 
     /// Records `outcome` for a pending payment; a settled one keeps the outcome it has.
-    pub async fn settle(
+    pub(crate) async fn settle(
         &self,
         payment_id: PaymentId,
         outcome: &ChargeOutcome,

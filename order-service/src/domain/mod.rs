@@ -11,5 +11,5 @@
 mod new_order;
 mod order;
 
-pub use new_order::NewOrder;
-pub use order::{Order, PaymentAnswer, Retry};
+pub(crate) use new_order::NewOrder;
+pub(crate) use order::{Order, PaymentAnswer, Retry};

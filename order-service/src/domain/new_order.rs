@@ -17,7 +17,7 @@ const MAX_ORDER_MAJOR_UNITS: i64 = 1_000_000;
 
 /// An order that passed validation.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NewOrder {
+pub(crate) struct NewOrder {
     pub id: OrderId,
     pub user_id: UserId,
     pub money: Money,
@@ -25,7 +25,7 @@ pub struct NewOrder {
 }
 
 impl NewOrder {
-    pub fn parse(id: OrderId, req: &CreateOrderRequest) -> Result<Self, ValidationError> {
+    pub(crate) fn parse(id: OrderId, req: &CreateOrderRequest) -> Result<Self, ValidationError> {
         if req.user_id.0 <= 0 {
             return Err(ValidationError::new(
                 "user_id",
@@ -76,7 +76,7 @@ impl NewOrder {
 
     /// The order's content in one canonical string, to recognise the same request sent again
     /// under an `Idempotency-Key` (`42.5` and `42.50` are the same request).
-    pub fn fingerprint(&self) -> String {
+    pub(crate) fn fingerprint(&self) -> String {
         format!(
             "user_id={};amount_minor={};currency={};card_token={}",
             self.user_id,

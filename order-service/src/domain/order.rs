@@ -18,7 +18,7 @@ use super::NewOrder;
 
 /// An order as the database has it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Order {
+pub(crate) struct Order {
     pub id: OrderId,
     pub user_id: UserId,
     pub money: Money,
@@ -34,7 +34,7 @@ pub struct Order {
 
 /// What the payment service's answer to a charge says about the money.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PaymentAnswer {
+pub(crate) enum PaymentAnswer {
     Charged,
     Declined,
     /// The request never reached the payment service: nothing can have been charged.
@@ -45,7 +45,7 @@ pub enum PaymentAnswer {
 
 impl PaymentAnswer {
     /// The status of an order whose charge was answered so.
-    pub fn order_status(self) -> OrderStatus {
+    pub(crate) fn order_status(self) -> OrderStatus {
         match self {
             PaymentAnswer::Charged => OrderStatus::Confirmed,
             PaymentAnswer::Declined => OrderStatus::PaymentDeclined,
@@ -58,7 +58,7 @@ impl PaymentAnswer {
 /// What a request does when its `Idempotency-Key` already belongs to a stored order.
 #[must_use = "a retried request must be answered as decided, or it is neither charged nor refused"]
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Retry {
+pub(crate) enum Retry {
     /// The key came first with another request: this one is refused, and nothing changes.
     KeyReused,
     /// The order is charged: answered as the first request was, and not charged again.
@@ -72,7 +72,7 @@ pub enum Retry {
 
 impl Order {
     /// What `request`, sent with the key this order was created with, does.
-    pub fn retry(&self, request: NewOrder) -> Retry {
+    pub(crate) fn retry(&self, request: NewOrder) -> Retry {
         if self.request_fingerprint.as_deref() != Some(request.fingerprint().as_str()) {
             return Retry::KeyReused;
         }

@@ -16,7 +16,7 @@ use super::{DeclineReason, User};
 
 /// A charge request that passed validation.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Charge {
+pub(crate) struct Charge {
     pub order_id: OrderId,
     pub user_id: UserId,
     pub money: Money,
@@ -65,7 +65,7 @@ impl TryFrom<ChargeRequest> for Charge {
 impl Charge {
     /// Declines what the service can decline itself: a user it does not know, or an amount
     /// over the user's credit limit. `Ok` means the processor decides.
-    pub fn screen(&self, user: Option<&User>) -> Result<(), DeclineReason> {
+    pub(crate) fn screen(&self, user: Option<&User>) -> Result<(), DeclineReason> {
         let Some(user) = user else {
             return Err(DeclineReason::UnknownUser);
         };

@@ -14,8 +14,8 @@ mod charge;
 mod payment;
 mod user;
 
-pub use charge::Charge;
-pub use payment::{
+pub(crate) use charge::Charge;
+pub(crate) use payment::{
     Attempt, ChargeOutcome, DeclineReason, Payment, PaymentId, PaymentState, PaymentStatus,
 };
-pub use user::User;
+pub(crate) use user::User;

@@ -18,13 +18,13 @@ use uuid::Uuid;
 
 use super::Charge;
 
-/// The payment service's id for a payment: a UUIDv7, and the processor's idempotency key.
+/// The payment service's id for a payment: a `UUIDv7`, and the processor's idempotency key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, sqlx::Type)]
 #[sqlx(transparent)]
-pub struct PaymentId(pub Uuid);
+pub(crate) struct PaymentId(pub Uuid);
 
 impl PaymentId {
-    pub fn generate() -> Self {
+    pub(crate) fn generate() -> Self {
         PaymentId(Uuid::now_v7())
     }
 }
@@ -37,7 +37,7 @@ impl fmt::Display for PaymentId {
 
 /// An order's payment, as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Payment {
+pub(crate) struct Payment {
     pub id: PaymentId,
     pub user_id: UserId,
     pub money: Money,
@@ -46,7 +46,7 @@ pub struct Payment {
 
 /// Where a payment is in its life.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PaymentState {
+pub(crate) enum PaymentState {
     /// Claimed; the answer is not recorded yet.
     Pending,
     /// Answered; the outcome never changes.
@@ -55,14 +55,14 @@ pub enum PaymentState {
 
 /// How a charge ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ChargeOutcome {
+pub(crate) enum ChargeOutcome {
     Succeeded { charge_id: String },
     Declined(DeclineReason),
 }
 
 impl ChargeOutcome {
     /// The status a payment settled with this outcome has.
-    pub fn status(&self) -> PaymentStatus {
+    pub(crate) fn status(&self) -> PaymentStatus {
         match self {
             ChargeOutcome::Succeeded { .. } => PaymentStatus::Succeeded,
             ChargeOutcome::Declined(_) => PaymentStatus::Declined,
@@ -74,7 +74,7 @@ impl ChargeOutcome {
 /// names). The answer to `POST /charge` says only how a charge ended: that is
 /// `common::api::PaymentStatus`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PaymentStatus {
+pub(crate) enum PaymentStatus {
     Pending,
     Succeeded,
     Declined,
@@ -87,7 +87,7 @@ impl PaymentStatus {
         PaymentStatus::Declined,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             PaymentStatus::Pending => "pending",
             PaymentStatus::Succeeded => "succeeded",
@@ -116,7 +116,7 @@ impl fmt::Display for PaymentStatus {
 /// Why a payment was declined. Stored with the payment, shown in the 402 body and as the
 /// span's `payment.decline_reason`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DeclineReason {
+pub(crate) enum DeclineReason {
     UnknownUser,
     CreditLimitExceeded,
     CardDeclined,
@@ -133,7 +133,7 @@ impl DeclineReason {
         DeclineReason::ProcessorDeclined,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             DeclineReason::UnknownUser => "unknown_user",
             DeclineReason::CreditLimitExceeded => "credit_limit_exceeded",
@@ -164,7 +164,7 @@ impl fmt::Display for DeclineReason {
 /// What a charge does with the order's payment it claimed.
 #[must_use = "a claimed payment must be charged, replayed or refused as decided"]
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Attempt {
+pub(crate) enum Attempt {
     /// The payment is for another user, amount or currency: the charge is refused.
     Conflict,
     /// The payment is settled: its recorded outcome is the answer, and nothing is charged.
@@ -175,7 +175,7 @@ pub enum Attempt {
 
 impl Payment {
     /// What `charge` does with this payment, the order's one.
-    pub fn attempt(&self, charge: &Charge) -> Attempt {
+    pub(crate) fn attempt(&self, charge: &Charge) -> Attempt {
         // The same order id with other values is not a retry but a different charge.
         if self.user_id != charge.user_id || self.money != charge.money {
             return Attempt::Conflict;

@@ -4,7 +4,7 @@
 use common::api::CustomerTier;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct User {
+pub(crate) struct User {
     pub tier: CustomerTier,
     /// The most one order may be charged, in minor units.
     pub credit_limit_minor: i64,
