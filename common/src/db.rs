@@ -32,7 +32,7 @@ use sqlx::{
 use tracing::{Instrument, field::Empty};
 
 use crate::{
-    config::{ConfigError, Secret, Vars},
+    config::{ConfigError, Secret, Vars, shared},
     telemetry::{Failure, record_failure},
 };
 
@@ -96,24 +96,18 @@ pub struct PoolSettings {
 }
 
 impl Default for PoolSettings {
+    /// The declared defaults (`config::shared::DATABASE_*`), parsed as if nothing were set.
     fn default() -> Self {
-        PoolSettings {
-            max_connections: 10,
-            acquire_timeout: Duration::from_secs(3),
-            statement_timeout: Duration::from_secs(5),
-        }
+        PoolSettings::from_vars(&Vars::from_pairs([])).expect("the declared pool defaults parse")
     }
 }
 
 impl PoolSettings {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        let default = PoolSettings::default();
         Ok(PoolSettings {
-            max_connections: vars.or("DATABASE_MAX_CONNECTIONS", default.max_connections)?,
-            acquire_timeout: vars
-                .millis_or("DATABASE_ACQUIRE_TIMEOUT_MS", default.acquire_timeout)?,
-            statement_timeout: vars
-                .millis_or("DATABASE_STATEMENT_TIMEOUT_MS", default.statement_timeout)?,
+            max_connections: vars.parse(&shared::DATABASE_MAX_CONNECTIONS)?,
+            acquire_timeout: vars.millis(&shared::DATABASE_ACQUIRE_TIMEOUT_MS)?,
+            statement_timeout: vars.millis(&shared::DATABASE_STATEMENT_TIMEOUT_MS)?,
         })
     }
 }

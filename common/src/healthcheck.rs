@@ -14,21 +14,19 @@ use std::{
     time::Duration,
 };
 
-use crate::config::Vars;
+use crate::config::{Var, Vars};
 
 /// Whether the binary was started as `<binary> healthcheck`.
 pub fn requested() -> bool {
     std::env::args().nth(1).as_deref() == Some("healthcheck")
 }
 
-/// Probes `/readyz` of the service on this host (on `default_port` when `LISTEN_ADDR` is
-/// unset) and exits: 0 when ready, 1 when not.
-pub fn run(default_port: u16) -> ! {
+/// Probes `/readyz` of the service on this host, on the port of `listen_addr` (the service's
+/// `LISTEN_ADDR`, whose declared default holds when it is unset), and exits: 0 when ready, 1
+/// when not.
+pub fn run(listen_addr: &Var) -> ! {
     let port = Vars::from_env()
-        .or(
-            "LISTEN_ADDR",
-            SocketAddr::from(([0, 0, 0, 0], default_port)),
-        )
+        .parse::<SocketAddr>(listen_addr)
         .map(|addr| addr.port());
     let result = port
         .map_err(|e| e.to_string())

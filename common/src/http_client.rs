@@ -44,7 +44,7 @@ use tracing::{Instrument, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::{
-    config::{ConfigError, Vars},
+    config::{ConfigError, Vars, shared},
     propagation::HeaderInjector,
     telemetry::{Failure, record_failure},
 };
@@ -82,23 +82,20 @@ const BACKOFF: Duration = Duration::from_millis(100);
 pub struct ResponseLimit(pub usize);
 
 impl Default for ResponseLimit {
+    /// The declared default (`config::shared::UPSTREAM_RESPONSE_LIMIT_BYTES`).
     fn default() -> Self {
-        ResponseLimit(1024 * 1024)
+        ResponseLimit::from_vars(&Vars::from_pairs([])).expect("the declared limit parses")
     }
 }
 
 impl ResponseLimit {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        let name = "UPSTREAM_RESPONSE_LIMIT_BYTES";
-        let limit: usize = vars.or(name, ResponseLimit::default().0)?;
-        if limit == 0 {
-            return Err(ConfigError::invalid(
-                name,
-                "0",
-                "a limit of 0 would refuse every answer",
-            ));
-        }
-        Ok(ResponseLimit(limit))
+        vars.read(&shared::UPSTREAM_RESPONSE_LIMIT_BYTES, |raw| {
+            match raw.parse() {
+                Ok(0) => Err("a limit of 0 would refuse every answer".to_owned()),
+                limit => limit.map(ResponseLimit).map_err(|e| e.to_string()),
+            }
+        })
     }
 }
 

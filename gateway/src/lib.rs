@@ -47,7 +47,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/api/orders/{id}", get(routes::get_order))
         .route("/readyz", get(routes::readyz))
         .with_state(state);
-    let app = with_common_routes_and_layers(routes, config.inbound.clone(), config.http);
+    let app = with_common_routes_and_layers(routes, config.inbound.clone(), config.service.http);
     match &config.trace_ui {
         Some(ui) => app.layer(middleware::from_fn_with_state(
             Arc::new(ui.clone()),

@@ -2,21 +2,30 @@
 
 use anyhow::Context as _;
 use common::config::Vars;
-use gateway::{AppState, Config};
+use gateway::{AppState, Config, config::LISTEN_ADDR};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     if common::healthcheck::requested() {
-        common::healthcheck::run(8080);
+        common::healthcheck::run(&LISTEN_ADDR);
     }
-    let config = Config::from_vars(&Vars::from_env())?;
-    let telemetry = common::telemetry::init("gateway", env!("CARGO_PKG_VERSION"))?;
+    let config = Config::from_vars(&Vars::from_env()).context("reading the configuration")?;
+    let telemetry =
+        common::telemetry::init(config.service.telemetry.clone(), env!("CARGO_PKG_VERSION"))
+            .context("setting up telemetry")?;
 
-    let listener = tokio::net::TcpListener::bind(config.listen_addr)
+    let listener = tokio::net::TcpListener::bind(config.service.listen_addr)
         .await
-        .with_context(|| format!("binding LISTEN_ADDR {}", config.listen_addr))?;
+        .with_context(|| format!("binding LISTEN_ADDR {}", config.service.listen_addr))?;
     let app = gateway::router(AppState::new(&config), &config);
-    common::http_server::serve(listener, app, config.server, common::shutdown::signal()).await?;
+    common::http_server::serve(
+        listener,
+        app,
+        config.service.connections,
+        common::shutdown::signal(),
+    )
+    .await
+    .context("serving HTTP")?;
 
     telemetry.shutdown().await;
     Ok(())

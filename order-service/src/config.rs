@@ -1,56 +1,62 @@
-//! The order service's settings, from the environment (see the README for each variable).
+//! The order service's settings: [`VARS`] declares every variable it reads,
+//! [`Config::from_vars`] reads them (the README's tables are made from the list:
+//! `cargo xtask docs`).
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
 use common::{
-    config::{ConfigError, Secret, Vars},
-    db::PoolSettings,
+    config::{
+        ConfigError, Unset, Var, Vars,
+        shared::{self, BackendConfig, ServiceConfig},
+    },
     http_client::ResponseLimit,
-    http_server::{ConnectionLimits, HttpLimits},
-    signing::SigningKey,
 };
 use reqwest::Url;
-use sqlx::postgres::PgConnectOptions;
+
+pub const LISTEN_ADDR: Var = shared::listen_addr("0.0.0.0:8081");
+pub const PAYMENT_SERVICE_URL: Var = Var {
+    name: "PAYMENT_SERVICE_URL",
+    unset: Unset::Required {
+        example: "http://payment-service:8082",
+    },
+    meaning: "the payment service's base URL",
+};
+pub const PAYMENT_TIMEOUT_MS: Var = Var {
+    name: "PAYMENT_TIMEOUT_MS",
+    unset: Unset::Default("2000"),
+    meaning: "bound on each call to the payment service",
+};
+
+/// Every variable the order service reads: its own, then the groups it shares.
+pub const VARS: &[&[Var]] = &[
+    &[LISTEN_ADDR, PAYMENT_SERVICE_URL, PAYMENT_TIMEOUT_MS],
+    shared::RESPONSE_LIMIT,
+    shared::BACKEND,
+    shared::SERVICE,
+];
 
 #[derive(Clone, Debug)]
 pub struct Config {
-    pub listen_addr: SocketAddr,
-    /// Holds the password: a [`Secret`], so `{config:?}` cannot print it.
-    pub database: Secret<PgConnectOptions>,
-    pub pool: PoolSettings,
+    /// Listen address, request and connection limits, telemetry: as every service.
+    pub service: ServiceConfig,
+    /// The database and the charge signing key: as the payment service.
+    pub backend: BackendConfig,
     pub payment_service_url: Url,
     /// Bound on each call to the payment service.
     pub payment_timeout: Duration,
     /// The most of one payment service answer that is read (`UPSTREAM_RESPONSE_LIMIT_BYTES`).
     pub payment_response_limit: ResponseLimit,
-    /// Signs every charge this service asks for (`CHARGE_SIGNING_KEY`, shared with the payment
-    /// service); see `common::signing`.
-    pub charge_signing_key: Secret<SigningKey>,
-    /// Request size limits.
-    pub http: HttpLimits,
-    /// Header read timeout and connection bound of the server.
-    pub server: ConnectionLimits,
 }
 
 impl Config {
+    /// Reads [`VARS`].
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         Ok(Config {
-            listen_addr: vars.or("LISTEN_ADDR", SocketAddr::from(([0, 0, 0, 0], 8081)))?,
-            database: vars.required_secret(
-                "DATABASE_URL",
-                "e.g. postgres://postgres@localhost:5432/orders",
-            )?,
-            pool: PoolSettings::from_vars(vars)?,
-            payment_service_url: vars
-                .service_url("PAYMENT_SERVICE_URL", "e.g. http://payment-service:8082")?,
-            payment_timeout: vars.millis_or("PAYMENT_TIMEOUT_MS", Duration::from_millis(2000))?,
+            service: ServiceConfig::from_vars(vars, env!("CARGO_PKG_NAME"), &LISTEN_ADDR)?,
+            backend: BackendConfig::from_vars(vars)?,
+            payment_service_url: vars.service_url(&PAYMENT_SERVICE_URL)?,
+            payment_timeout: vars.millis(&PAYMENT_TIMEOUT_MS)?,
             payment_response_limit: ResponseLimit::from_vars(vars)?,
-            charge_signing_key: vars.required_secret(
-                "CHARGE_SIGNING_KEY",
-                "at least 32 bytes shared with the payment service, e.g. from `openssl rand -hex 32`",
-            )?,
-            http: HttpLimits::from_vars(vars)?,
-            server: ConnectionLimits::from_vars(vars)?,
         })
     }
 }
@@ -63,10 +69,10 @@ mod tests {
 
     #[test]
     fn the_payment_service_url_is_required() {
-        let err = Config::from_vars(&Vars::from_pairs([(
-            "DATABASE_URL",
-            "postgres://db/orders",
-        )]))
+        let err = Config::from_vars(&Vars::from_pairs([
+            ("DATABASE_URL", "postgres://db/orders"),
+            ("CHARGE_SIGNING_KEY", KEY),
+        ]))
         .unwrap_err();
         assert!(
             err.to_string()
@@ -101,53 +107,9 @@ mod tests {
             ("CHARGE_SIGNING_KEY", KEY),
         ]))
         .unwrap();
-        assert_eq!(config.listen_addr.port(), 8081);
+        assert_eq!(config.service.listen_addr.port(), 8081);
+        assert_eq!(config.service.telemetry.service_name, "order-service");
         assert_eq!(config.payment_timeout, Duration::from_secs(2));
         assert_eq!(config.payment_response_limit, ResponseLimit(1024 * 1024));
-    }
-
-    #[test]
-    fn the_charge_signing_key_is_required_and_at_least_32_bytes() {
-        let config = |key: Option<&str>| {
-            let mut pairs = vec![
-                ("DATABASE_URL", "postgres://db/orders"),
-                ("PAYMENT_SERVICE_URL", "http://payment-service:8082"),
-            ];
-            pairs.extend(key.map(|key| ("CHARGE_SIGNING_KEY", key)));
-            Config::from_vars(&Vars::from_pairs(pairs))
-        };
-        let missing = config(None).unwrap_err();
-        assert!(
-            missing
-                .to_string()
-                .starts_with("CHARGE_SIGNING_KEY is not set"),
-            "{missing}"
-        );
-        let short = config(Some("hunter2")).unwrap_err().to_string();
-        assert!(short.contains("at least 32 bytes"), "{short}");
-        assert!(!short.contains("hunter2"), "the key is not echoed: {short}");
-        assert!(config(Some(KEY)).is_ok());
-    }
-
-    #[test]
-    fn the_printed_config_shows_neither_the_database_password_nor_the_signing_key() {
-        let config = Config::from_vars(&Vars::from_pairs([
-            ("DATABASE_URL", "postgres://orders:hunter2@db:5432/orders"),
-            ("PAYMENT_SERVICE_URL", "http://payment-service:8082"),
-            ("CHARGE_SIGNING_KEY", KEY),
-        ]))
-        .unwrap();
-        for printed in [format!("{config:?}"), format!("{config:#?}")] {
-            assert!(
-                !printed.contains("hunter2"),
-                "the password leaks: {printed}"
-            );
-            assert!(!printed.contains(KEY), "the key leaks: {printed}");
-            assert!(printed.contains("[redacted]"), "{printed}");
-        }
-        assert_eq!(
-            config.database.expose_secret().get_database(),
-            Some("orders")
-        );
     }
 }

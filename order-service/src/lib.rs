@@ -40,7 +40,7 @@ impl AppState {
             payments: PaymentClient::new(
                 ServiceClient::new(config.payment_service_url.clone(), config.payment_timeout)
                     .with_response_limit(config.payment_response_limit),
-                ChargeSigner::new(config.charge_signing_key.clone()),
+                ChargeSigner::new(config.backend.charge_signing_key.clone()),
             ),
         }
     }
@@ -54,5 +54,5 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/orders/{id}", get(routes::get_order))
         .route("/readyz", get(routes::readyz))
         .with_state(state);
-    with_common_routes_and_layers(routes, InboundPolicy::internal(), config.http)
+    with_common_routes_and_layers(routes, InboundPolicy::internal(), config.service.http)
 }

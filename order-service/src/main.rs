@@ -2,26 +2,35 @@
 
 use anyhow::Context as _;
 use common::{config::Vars, db::Database};
-use order_service::{AppState, Config};
+use order_service::{AppState, Config, config::LISTEN_ADDR};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     if common::healthcheck::requested() {
-        common::healthcheck::run(8081);
+        common::healthcheck::run(&LISTEN_ADDR);
     }
-    let config = Config::from_vars(&Vars::from_env())?;
-    let telemetry = common::telemetry::init("order-service", env!("CARGO_PKG_VERSION"))?;
+    let config = Config::from_vars(&Vars::from_env()).context("reading the configuration")?;
+    let telemetry =
+        common::telemetry::init(config.service.telemetry.clone(), env!("CARGO_PKG_VERSION"))
+            .context("setting up telemetry")?;
 
-    let db = Database::connect_lazy(config.database.clone(), config.pool);
+    let db = Database::connect_lazy(config.backend.database.clone(), config.backend.pool);
     db.migrate_when_ready()
         .await
-        .context("applying database migrations")?;
+        .context("waiting for the database and applying its migrations")?;
 
-    let listener = tokio::net::TcpListener::bind(config.listen_addr)
+    let listener = tokio::net::TcpListener::bind(config.service.listen_addr)
         .await
-        .with_context(|| format!("binding LISTEN_ADDR {}", config.listen_addr))?;
+        .with_context(|| format!("binding LISTEN_ADDR {}", config.service.listen_addr))?;
     let app = order_service::router(AppState::new(&config, db), &config);
-    common::http_server::serve(listener, app, config.server, common::shutdown::signal()).await?;
+    common::http_server::serve(
+        listener,
+        app,
+        config.service.connections,
+        common::shutdown::signal(),
+    )
+    .await
+    .context("serving HTTP")?;
 
     telemetry.shutdown().await;
     Ok(())

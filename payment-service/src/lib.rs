@@ -45,7 +45,7 @@ impl AppState {
         AppState {
             store: Store::new(db),
             processor: Arc::new(Processor::new(config.processor)),
-            signer: ChargeSigner::new(config.charge_signing_key.clone()),
+            signer: ChargeSigner::new(config.backend.charge_signing_key.clone()),
         }
     }
 }
@@ -57,5 +57,5 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/charge", post(routes::charge))
         .route("/readyz", get(routes::readyz))
         .with_state(state);
-    with_common_routes_and_layers(routes, InboundPolicy::internal(), config.http)
+    with_common_routes_and_layers(routes, InboundPolicy::internal(), config.service.http)
 }

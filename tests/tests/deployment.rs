@@ -1,14 +1,23 @@
-//! `docker-compose.yml`, the `Dockerfile` and the README, held to the code.
+//! `docker-compose.yml` and the `Dockerfile`, held to the code.
 //!
 //! Docker cannot run where the tests run, so these files must be right by construction. What
-//! can be checked without an engine is checked here: every variable compose sets is read by
-//! the code and documented, every variable the code reads is documented, ports and endpoints
-//! agree across the files, and each image runs the binary it is named after.
+//! can be checked without an engine is checked here, against the variables each service
+//! declares (`VARS` in its `config.rs`): every variable compose sets is one its service
+//! declares, every value it sets parses (each service's `Config` is built from them), a
+//! `Config` looks up exactly the variables its service declares, ports and endpoints agree
+//! across the files and with the declared defaults, and each image runs the binary it is
+//! named after. (The README's tables are made from the same lists: `cargo xtask docs`.)
 
 use std::{
     collections::{BTreeMap, BTreeSet},
     fs,
     path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use common::config::{
+    ConfigError, Var, Vars,
+    shared::{self, READ_BY_THE_EXPORTER},
 };
 
 fn root() -> PathBuf {
@@ -18,14 +27,6 @@ fn root() -> PathBuf {
 fn read(path: &str) -> String {
     fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("reading {path}: {e}"))
 }
-
-/// Variables read by the OpenTelemetry SDK and exporter themselves, not by this project's code.
-const READ_BY_THE_SDK: [&str; 4] = [
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_HEADERS",
-    "OTEL_BSP_MAX_CONCURRENT_EXPORTS",
-];
 
 /// The `environment:` entries of each compose service, and its other top-level keys' lines.
 #[derive(Debug, Default)]
@@ -124,132 +125,148 @@ fn unquote(s: &str) -> String {
     s.trim().trim_matches('"').to_owned()
 }
 
-/// Every environment variable name the README's configuration tables document.
-fn documented() -> BTreeSet<String> {
-    let readme = read("README.md");
-    let config = readme
-        .split("## Configuration")
-        .nth(1)
-        .expect("a Configuration section")
-        .split("\n## ")
-        .next()
-        .unwrap_or("");
-    config
-        .lines()
-        .filter(|l| l.starts_with("| `"))
-        .flat_map(|l| {
-            let first_cell = l.split('|').nth(1).unwrap_or("");
-            first_cell
-                .split('`')
-                .skip(1)
-                .step_by(2)
-                .filter(|t| {
-                    t.chars()
-                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-                })
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        })
-        .collect()
+const OUR_SERVICES: [&str; 3] = ["gateway", "order-service", "payment-service"];
+
+/// A service's declared variables, and its `Config` built from a lookup.
+struct Declared {
+    name: &'static str,
+    vars: &'static [&'static [Var]],
+    listen_addr: Var,
+    build: fn(&Vars) -> Result<(), ConfigError>,
 }
 
-/// The production source of every crate's `src/`: each file up to its `#[cfg(test)]` module,
-/// so a name used only by a unit test does not count as read.
-fn sources() -> Vec<(PathBuf, String)> {
-    fn walk(dir: &Path, out: &mut Vec<(PathBuf, String)>) {
-        for entry in fs::read_dir(dir).expect("a source folder").flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                let text = fs::read_to_string(&path).expect("a source file");
-                let production = text.split("#[cfg(test)]").next().unwrap_or("").to_owned();
-                out.push((path, production));
-            }
+const DECLARED: [Declared; 3] = [
+    Declared {
+        name: "gateway",
+        vars: gateway::config::VARS,
+        listen_addr: gateway::config::LISTEN_ADDR,
+        build: |vars| gateway::Config::from_vars(vars).map(drop),
+    },
+    Declared {
+        name: "order-service",
+        vars: order_service::config::VARS,
+        listen_addr: order_service::config::LISTEN_ADDR,
+        build: |vars| order_service::Config::from_vars(vars).map(drop),
+    },
+    Declared {
+        name: "payment-service",
+        vars: payment_service::config::VARS,
+        listen_addr: payment_service::config::LISTEN_ADDR,
+        build: |vars| payment_service::Config::from_vars(vars).map(drop),
+    },
+];
+
+impl Declared {
+    fn names(&self) -> BTreeSet<&'static str> {
+        self.vars
+            .iter()
+            .copied()
+            .flatten()
+            .map(|v| v.name)
+            .collect()
+    }
+
+    /// Builds the `Config` from `env` and returns the names it looked up.
+    fn build_recording(&self, env: &BTreeMap<String, String>) -> BTreeSet<String> {
+        let looked_up = Arc::new(Mutex::new(BTreeSet::new()));
+        let (seen, env) = (looked_up.clone(), env.clone());
+        let vars = Vars::from_lookup(move |name| {
+            seen.lock().unwrap().insert(name.to_owned());
+            env.get(name).cloned()
+        });
+        if let Err(e) = (self.build)(&vars) {
+            panic!("{}: compose's environment does not parse: {e}", self.name);
         }
+        looked_up.lock().unwrap().clone()
     }
-    let mut out = Vec::new();
-    for krate in ["common", "gateway", "order-service", "payment-service"] {
-        walk(&root().join(krate).join("src"), &mut out);
+}
+
+/// A value as compose passes it: `${NAME:-default}` is the default (the demo value the file
+/// documents), `${NAME}` a placeholder that parses as any secret here does.
+fn interpolated(value: &str) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('}').expect("a closed ${...}") + start;
+        let inner = &rest[start + 2..end];
+        out.push_str(match inner.split_once(":-") {
+            Some((_, default)) => default,
+            None => "a-placeholder-of-at-least-32-bytes-for-a-secret",
+        });
+        rest = &rest[end + 1..];
     }
+    out.push_str(rest);
     out
 }
 
-/// Names passed as string literals to `Vars`' methods: `vars.or("LISTEN_ADDR", ..)`.
-fn read_by_the_code() -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
-    for (_, text) in sources() {
-        // Without whitespace, so a call rustfmt split over lines (`vars\n    .or(`) is found
-        // too; variable names have no spaces to lose.
-        let text: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-        for (i, _) in text.match_indices("vars.") {
-            let rest = &text[i + 5..];
-            let Some(open) = rest.find('(') else { continue };
-            let method = &rest[..open];
-            if !method.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
-                continue;
-            }
-            let arg = rest[open + 1..].trim_start();
-            if let Some(lit) = arg.strip_prefix('"') {
-                names.insert(lit[..lit.find('"').expect("a closed literal")].to_owned());
-            }
-        }
-    }
-    names
-}
-
-fn mentioned_in_code(name: &str) -> bool {
-    let quoted = format!("\"{name}\"");
-    sources().iter().any(|(_, text)| text.contains(&quoted))
-}
-
-const OUR_SERVICES: [&str; 3] = ["gateway", "order-service", "payment-service"];
-
 #[test]
-fn every_variable_compose_sets_is_read_by_the_code_and_documented() {
+fn every_variable_compose_sets_is_declared_by_its_service() {
     let services = compose();
-    let documented = documented();
-    for name in OUR_SERVICES {
+    for declared in &DECLARED {
         let service = services
-            .get(name)
-            .unwrap_or_else(|| panic!("compose has no {name}"));
+            .get(declared.name)
+            .unwrap_or_else(|| panic!("compose has no {}", declared.name));
         assert!(
             !service.env.is_empty(),
-            "{name} has no environment in compose"
+            "{} has no environment in compose",
+            declared.name
         );
+        let names = declared.names();
         for var in service.env.keys() {
             assert!(
-                documented.contains(var),
-                "{name}: {var} is set in compose but not in the README"
-            );
-            assert!(
-                mentioned_in_code(var) || READ_BY_THE_SDK.contains(&var.as_str()),
-                "{name}: {var} is set in compose but nothing reads it"
+                names.contains(var.as_str()),
+                "{}: {var} is set in compose but the service does not declare it (its \
+                 config.rs, VARS): nothing reads it",
+                declared.name
             );
         }
     }
 }
 
 #[test]
-fn every_variable_the_code_reads_is_documented_and_every_documented_one_exists() {
-    let documented = documented();
-    let read = read_by_the_code();
-    assert!(
-        read.contains("DATABASE_URL") && read.contains("LISTEN_ADDR"),
-        "{read:?}"
+fn each_config_parses_compose_values_and_reads_exactly_what_its_service_declares() {
+    let services = compose();
+    let by_the_exporter: BTreeSet<&str> = READ_BY_THE_EXPORTER.iter().map(|v| v.name).collect();
+    for declared in &DECLARED {
+        let env: BTreeMap<String, String> = services[declared.name]
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), interpolated(v)))
+            .collect();
+        let looked_up = declared.build_recording(&env);
+        let names = declared.names();
+        for name in &looked_up {
+            assert!(
+                names.contains(name.as_str()),
+                "{}: the Config reads {name}, which VARS does not declare",
+                declared.name
+            );
+        }
+        for name in names.difference(&by_the_exporter) {
+            assert!(
+                looked_up.contains(*name),
+                "{}: VARS declares {name}, which the Config never reads",
+                declared.name
+            );
+        }
+        for name in &by_the_exporter {
+            assert!(
+                !looked_up.contains(*name),
+                "{name} is read by the exporter, yet the Config reads it too"
+            );
+        }
+    }
+}
+
+#[test]
+fn compose_interpolation_is_resolved_to_its_defaults() {
+    assert_eq!(
+        interpolated("postgres://orders:${POSTGRES_PASSWORD:-orders-demo}@postgres:5432/orders"),
+        "postgres://orders:orders-demo@postgres:5432/orders"
     );
-    for var in &read {
-        assert!(
-            documented.contains(var),
-            "{var} is read by the code but not documented in the README"
-        );
-    }
-    for var in &documented {
-        assert!(
-            mentioned_in_code(var) || READ_BY_THE_SDK.contains(&var.as_str()),
-            "the README documents {var}, which nothing reads"
-        );
-    }
+    assert_eq!(interpolated("plain"), "plain");
+    assert!(interpolated("${KEY}").len() >= 32);
 }
 
 #[test]
@@ -263,14 +280,31 @@ fn service_urls_point_at_the_ports_the_services_listen_on() {
             .lines()
             .find_map(|l| l.strip_prefix(&format!("ENV {var}=")).map(str::to_owned))
     };
+    let default_port = |name: &str| {
+        let declared = DECLARED.iter().find(|d| d.name == name).expect("a service");
+        shared::default_port(&declared.listen_addr).to_string()
+    };
     for (service, var, target) in [
-        ("gateway", "ORDER_SERVICE_URL", "order-service"),
-        ("order-service", "PAYMENT_SERVICE_URL", "payment-service"),
+        (
+            "gateway",
+            gateway::config::ORDER_SERVICE_URL.name,
+            "order-service",
+        ),
+        (
+            "order-service",
+            order_service::config::PAYMENT_SERVICE_URL.name,
+            "payment-service",
+        ),
     ] {
         let url = &services[service].env[var];
         let port = url.rsplit(':').next().expect("a port");
         assert_eq!(url, &format!("http://{target}:{port}"), "{service}: {var}");
-        let listen = stage_env(target, "LISTEN_ADDR")
+        assert_eq!(
+            port,
+            default_port(target),
+            "{target} listens on its declared default port, where {service} calls it"
+        );
+        let listen = stage_env(target, shared::LISTEN_ADDR)
             .unwrap_or_else(|| panic!("the {target} stage sets LISTEN_ADDR"));
         assert_eq!(
             listen,
@@ -285,6 +319,41 @@ fn service_urls_point_at_the_ports_the_services_listen_on() {
             stage.contains(&format!("EXPOSE {port}\n")),
             "{target} exposes {port}"
         );
+    }
+}
+
+#[test]
+fn each_image_listens_on_its_services_declared_default_port() {
+    let dockerfile = read("Dockerfile");
+    for declared in &DECLARED {
+        let port = shared::default_port(&declared.listen_addr);
+        let stage = dockerfile
+            .split(&format!("FROM runtime AS {}\n", declared.name))
+            .nth(1)
+            .and_then(|stage| stage.split("\nFROM ").next())
+            .unwrap_or_else(|| panic!("a {} stage", declared.name));
+        assert!(
+            stage.contains(&format!("\nENV LISTEN_ADDR=0.0.0.0:{port}\n"))
+                && stage.contains(&format!("\nEXPOSE {port}\n")),
+            "the {} stage listens on, and exposes, port {port}:\n{stage}",
+            declared.name
+        );
+        // What the image sets, in its own stage or the runtime stage under it, is declared.
+        let runtime = dockerfile
+            .split(" AS runtime\n")
+            .nth(1)
+            .and_then(|stage| stage.split("\nFROM ").next())
+            .expect("a runtime stage");
+        let names = declared.names();
+        for line in runtime.lines().chain(stage.lines()) {
+            if let Some((name, _)) = line.strip_prefix("ENV ").and_then(|l| l.split_once('=')) {
+                assert!(
+                    names.contains(name),
+                    "the {} image sets {name}, which the service does not declare",
+                    declared.name
+                );
+            }
+        }
     }
 }
 
@@ -311,6 +380,7 @@ fn spans_go_to_jaeger_on_the_port_of_the_protocol() {
 
 #[test]
 fn only_the_gateway_and_the_jaeger_ui_are_published() {
+    let gateway = shared::default_port(&gateway::config::LISTEN_ADDR);
     let published: BTreeMap<String, Vec<String>> = compose()
         .into_iter()
         .filter(|(_, s)| !s.ports.is_empty())
@@ -319,7 +389,7 @@ fn only_the_gateway_and_the_jaeger_ui_are_published() {
     assert_eq!(
         published,
         BTreeMap::from([
-            ("gateway".to_owned(), vec!["8080:8080".to_owned()]),
+            ("gateway".to_owned(), vec![format!("{gateway}:{gateway}")]),
             ("jaeger".to_owned(), vec!["16686:16686".to_owned()]),
         ])
     );

@@ -6,9 +6,10 @@
 //! 2. creates the database `traced_orders` on the PostgreSQL server that `DATABASE_URL` names
 //!    (the local one by default), or reuses it; `--fresh` drops and re-creates it;
 //! 3. starts `trace-view listen` on the standard OTLP ports, with its output on this terminal;
-//! 4. starts payment-service, order-service and gateway on their usual ports, exporting to it
-//!    over OTLP/gRPC, with their logs in files (the terminal is for waterfalls), and waits for
-//!    each to be ready before it starts the one that calls it;
+//! 4. starts payment-service, order-service and gateway on their usual ports (those of each
+//!    one's declared `LISTEN_ADDR` default, on this host only), exporting to it over
+//!    OTLP/gRPC, with their logs in files (the terminal is for waterfalls), and waits for each
+//!    to be ready before it starts the one that calls it;
 //! 5. prints where everything listens and a `curl` to try, then waits;
 //! 6. on Ctrl-C (or SIGTERM) stops the services in the order a request flows through them
 //!    (gateway first, so nothing new comes in), each with SIGTERM so it drains and flushes its
@@ -23,7 +24,7 @@
 use std::{
     collections::BTreeMap,
     fs::File,
-    net::SocketAddr,
+    net::{Ipv4Addr, SocketAddr},
     os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
     process::{Child, Command, ExitCode, ExitStatus, Stdio},
@@ -31,6 +32,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail, ensure};
+use common::config::{Var, shared};
 use nix::{
     sys::signal::{Signal, kill},
     unistd::Pid,
@@ -44,13 +46,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "\
-Example:
-  cargo xtask run
-  curl -s -X POST localhost:8080/api/orders -H 'content-type: application/json' \\
-       -d '{\"user_id\": 1, \"amount\": 42.50, \"currency\": \"USD\", \"tier\": \"gold\"}'
-
-  cargo xtask run --set payment-service:PROPAGATION=off   # the broken-propagation demo")]
+#[command(after_help = after_help())]
 pub struct Args {
     /// The PostgreSQL server (any database on it); the run uses a database of its own there.
     #[arg(
@@ -69,14 +65,14 @@ pub struct Args {
     /// Build and run optimised binaries (a slower first build).
     #[arg(long)]
     release: bool,
-    /// Where the gateway listens.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    /// Where the gateway listens (its usual port, on this host only).
+    #[arg(long, default_value_t = on_this_host(&gateway::config::LISTEN_ADDR))]
     gateway: SocketAddr,
     /// Where the order service listens.
-    #[arg(long, default_value = "127.0.0.1:8081")]
+    #[arg(long, default_value_t = on_this_host(&order_service::config::LISTEN_ADDR))]
     order_service: SocketAddr,
     /// Where the payment service listens.
-    #[arg(long, default_value = "127.0.0.1:8082")]
+    #[arg(long, default_value_t = on_this_host(&payment_service::config::LISTEN_ADDR))]
     payment_service: SocketAddr,
     /// Where trace-view receives OTLP/gRPC (the services export there).
     #[arg(long, default_value = "127.0.0.1:4317")]
@@ -91,6 +87,25 @@ pub struct Args {
     /// Where the services' log files go (relative to the workspace).
     #[arg(long, default_value = "target/xtask-run")]
     logs: PathBuf,
+}
+
+/// The loopback address on the port of a service's declared `LISTEN_ADDR` default, so the
+/// run's ports are the ones the services' own configuration names.
+fn on_this_host(listen_addr: &Var) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, shared::default_port(listen_addr)))
+}
+
+fn after_help() -> String {
+    let gateway = on_this_host(&gateway::config::LISTEN_ADDR);
+    format!(
+        "\
+Example:
+  cargo xtask run
+  curl -s -X POST {gateway}/api/orders -H 'content-type: application/json' \\
+       -d '{{\"user_id\": 1, \"amount\": 42.50, \"currency\": \"USD\", \"tier\": \"gold\"}}'
+
+  cargo xtask run --set payment-service:PROPAGATION=off   # the broken-propagation demo"
+    )
 }
 
 /// One `--set` value.
@@ -193,33 +208,39 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         command
             .stdout(log.try_clone().context("sharing the log file")?)
             .stderr(log)
-            .env("LISTEN_ADDR", addresses[service].to_string())
-            .env("LOG_FORMAT", "text")
+            .env(shared::LISTEN_ADDR, addresses[service].to_string())
+            .env(shared::LOG_FORMAT.name, "text")
             .env(
-                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                shared::OTEL_EXPORTER_OTLP_ENDPOINT.name,
                 format!("http://{}", args.otlp_grpc),
             )
-            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+            .env(shared::OTEL_EXPORTER_OTLP_PROTOCOL.name, "grpc")
             // Export soon after each request, so its waterfall prints within a second or two.
-            .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+            .env(shared::OTEL_BSP_SCHEDULE_DELAY.name, "200")
             .env(
-                "OTEL_RESOURCE_ATTRIBUTES",
+                shared::OTEL_RESOURCE_ATTRIBUTES.name,
                 "deployment.environment.name=local",
             );
         match service {
             "gateway" => {
-                command.env("ORDER_SERVICE_URL", &urls["order-service"]);
+                command.env(
+                    gateway::config::ORDER_SERVICE_URL.name,
+                    &urls["order-service"],
+                );
             }
             "order-service" => {
                 command
-                    .env("DATABASE_URL", database_url.as_str())
-                    .env("CHARGE_SIGNING_KEY", &signing_key)
-                    .env("PAYMENT_SERVICE_URL", &urls["payment-service"]);
+                    .env(shared::DATABASE_URL.name, database_url.as_str())
+                    .env(shared::CHARGE_SIGNING_KEY.name, &signing_key)
+                    .env(
+                        order_service::config::PAYMENT_SERVICE_URL.name,
+                        &urls["payment-service"],
+                    );
             }
             _ => {
                 command
-                    .env("DATABASE_URL", database_url.as_str())
-                    .env("CHARGE_SIGNING_KEY", &signing_key);
+                    .env(shared::DATABASE_URL.name, database_url.as_str())
+                    .env(shared::CHARGE_SIGNING_KEY.name, &signing_key);
             }
         }
         for var in args.set.iter().filter(|v| v.service == service) {
@@ -255,7 +276,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// The workspace this xtask belongs to (its crate is one level below the root).
-fn workspace_root() -> PathBuf {
+pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask/ is inside the workspace")

@@ -15,7 +15,7 @@ use axum::{
 };
 
 use crate::{
-    config::{ConfigError, Vars},
+    config::{ConfigError, Vars, shared},
     error::ApiError,
 };
 
@@ -31,9 +31,8 @@ pub struct HttpLimits {
 impl HttpLimits {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         Ok(HttpLimits {
-            body: vars.or("REQUEST_BODY_LIMIT_BYTES", 16 * 1024)?,
-            // Room for the W3C limits: 8 KiB of baggage, 512+ bytes of tracestate.
-            headers: vars.or("REQUEST_HEADER_LIMIT_BYTES", 32 * 1024)?,
+            body: vars.parse(&shared::REQUEST_BODY_LIMIT_BYTES)?,
+            headers: vars.parse(&shared::REQUEST_HEADER_LIMIT_BYTES)?,
         })
     }
 }
@@ -82,27 +81,20 @@ pub struct ConnectionLimits {
 
 impl ConnectionLimits {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        let header_read_timeout =
-            vars.millis_or("HTTP_HEADER_READ_TIMEOUT_MS", Duration::from_secs(5))?;
-        if header_read_timeout.is_zero() {
-            // hyper reads a zero timeout as "expired at once": no request could be served.
-            return Err(ConfigError::invalid(
-                "HTTP_HEADER_READ_TIMEOUT_MS",
-                "0",
-                "must be at least 1 millisecond",
-            ));
-        }
-        let max_connections = vars.or("HTTP_MAX_CONNECTIONS", 1024)?;
-        if max_connections == 0 {
-            return Err(ConfigError::invalid(
-                "HTTP_MAX_CONNECTIONS",
-                "0",
-                "must be at least 1",
-            ));
-        }
         Ok(ConnectionLimits {
-            header_read_timeout,
-            max_connections,
+            // hyper reads a zero timeout as "expired at once": no request could be served.
+            header_read_timeout: vars.read(&shared::HTTP_HEADER_READ_TIMEOUT_MS, |raw| {
+                match crate::config::millis(raw)? {
+                    zero if zero.is_zero() => Err("must be at least 1 millisecond".to_owned()),
+                    timeout => Ok(timeout),
+                }
+            })?,
+            max_connections: vars.read(&shared::HTTP_MAX_CONNECTIONS, |raw| {
+                match crate::config::from_str(raw)? {
+                    0 => Err("must be at least 1".to_owned()),
+                    max => Ok(max),
+                }
+            })?,
         })
     }
 }

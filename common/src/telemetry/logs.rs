@@ -37,7 +37,7 @@ use tracing_subscriber::{
     registry::LookupSpan,
 };
 
-use crate::config::{ConfigError, Vars};
+use crate::config::{ConfigError, Vars, shared as var};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -47,13 +47,13 @@ pub enum LogFormat {
 
 impl LogFormat {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        match vars.get("LOG_FORMAT").as_deref().map(str::trim) {
+        match vars.get(&var::LOG_FORMAT).as_deref().map(str::trim) {
             None if std::io::stdout().is_terminal() => Ok(LogFormat::Text),
             None => Ok(LogFormat::Json),
             Some("json") => Ok(LogFormat::Json),
             Some("text") => Ok(LogFormat::Text),
             Some(other) => Err(ConfigError::invalid(
-                "LOG_FORMAT",
+                var::LOG_FORMAT.name,
                 other,
                 "expected json or text",
             )),

@@ -27,9 +27,10 @@ use opentelemetry::{
     propagation::TextMapPropagator,
     trace::{Status, TraceContextExt, TracerProvider as _, noop::NoopTracer},
 };
+use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::{
     Resource,
-    trace::{BatchSpanProcessor, SdkTracerProvider},
+    trace::{BatchConfig, BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider},
 };
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -43,7 +44,7 @@ use tracing_subscriber::{
 pub use logs::{EventFormat, LogFormat, LogLayer};
 
 use crate::{
-    config::{ConfigError, Vars},
+    config::{self, ConfigError, Unset, Vars, shared as var},
     propagation::{BaggagePropagator, TraceContextPropagator, composite},
 };
 
@@ -74,16 +75,22 @@ pub enum Exporter {
     None,
 }
 
-/// Everything `init` reads from the environment, parsed and validated up front so a bad value
-/// stops start-up with the variable's name instead of being silently ignored (which is what
-/// the SDK does with, for example, an unknown protocol).
-#[derive(Debug)]
+/// Everything `init` reads from the environment (the variables of `config::shared::SERVICE`),
+/// parsed and validated up front so a bad value stops start-up with the variable's name
+/// instead of being silently ignored (which is what the SDK does with, for example, an
+/// unknown protocol). Part of each service's `Config`; `main` hands it to [`init`].
+///
+/// The OTLP exporter reads its endpoint and headers itself
+/// (`config::shared::READ_BY_THE_EXPORTER`); every other variable takes effect from here.
+#[derive(Clone, Debug)]
 pub struct TelemetrySettings {
     pub service_name: String,
     /// `OTEL_SDK_DISABLED=true`: no spans at all; context still passes through unchanged.
     pub sdk_disabled: bool,
     pub exporter: Exporter,
     pub log_format: LogFormat,
+    /// `RUST_LOG` (or its declared default): the log filter's directives, known to parse.
+    pub log_directives: String,
     /// `PROPAGATION=off` stops this service from reading and writing trace context and
     /// baggage headers: its spans start a new trace (the tutorial's broken propagation).
     pub propagation: bool,
@@ -92,78 +99,90 @@ pub struct TelemetrySettings {
     pub max_queue_size: usize,
     /// `OTEL_BSP_SCHEDULE_DELAY`: how often a batch is exported.
     pub schedule_delay: Duration,
+    /// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`: the most spans in one export.
+    pub max_export_batch_size: usize,
+    /// `OTEL_BSP_EXPORT_TIMEOUT`: how long one export may take. The SDK's batch processor
+    /// (the thread-based one) keeps no timer of its own, so this bounds each export through
+    /// the exporter's timeout: see [`export_timeout`](Self::export_timeout).
+    pub bsp_export_timeout: Duration,
+    /// `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`, else `OTEL_EXPORTER_OTLP_TIMEOUT`.
+    pub otlp_timeout: Duration,
 }
 
 impl TelemetrySettings {
     pub fn from_vars(vars: &Vars, default_service_name: &str) -> Result<Self, ConfigError> {
-        let sdk_disabled = vars.bool_or("OTEL_SDK_DISABLED", false)?;
-        let exporter = match vars.get("OTEL_TRACES_EXPORTER").as_deref().map(str::trim) {
-            None | Some("otlp") => otlp_protocol(vars)?,
-            Some("none") => Exporter::None,
-            Some(other) => {
-                return Err(ConfigError::invalid(
-                    "OTEL_TRACES_EXPORTER",
-                    other,
-                    "expected otlp or none",
-                ));
-            }
+        let sdk_disabled = vars.flag(&var::OTEL_SDK_DISABLED)?;
+        // Read whatever the exporter is, but checked only for OTLP (`none` uses no protocol).
+        let protocol = otlp_protocol(vars);
+        let exporter = match vars.read(&var::OTEL_TRACES_EXPORTER, |raw| match raw {
+            "otlp" => Ok(true),
+            "none" => Ok(false),
+            _ => Err("expected otlp or none".to_owned()),
+        })? {
+            true => protocol?,
+            false => Exporter::None,
         };
-        for name in [
-            "OTEL_BSP_SCHEDULE_DELAY",
-            "OTEL_BSP_EXPORT_TIMEOUT",
-            "OTEL_BSP_MAX_QUEUE_SIZE",
-            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
-            "OTEL_EXPORTER_OTLP_TIMEOUT",
-            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
-        ] {
-            if let Some(raw) = vars.get(name) {
-                raw.trim()
-                    .parse::<u64>()
-                    .map_err(|_| ConfigError::invalid(name, &raw, "expected a whole number"))?;
-            }
-        }
+        let log_directives = vars.read(&var::RUST_LOG, |raw| Ok(raw.to_owned()))?;
+        log_filter::<Registry>(Some(&log_directives))?;
+        // The signal-specific timeout wins over the general one, as the specification says;
+        // both must parse when set.
+        let general_timeout = vars.millis(&var::OTEL_EXPORTER_OTLP_TIMEOUT)?;
+        let traces_timeout =
+            vars.read_optional(&var::OTEL_EXPORTER_OTLP_TRACES_TIMEOUT, config::millis)?;
         Ok(TelemetrySettings {
-            max_queue_size: vars.or("OTEL_BSP_MAX_QUEUE_SIZE", 2048)?,
-            schedule_delay: Duration::from_millis(vars.or("OTEL_BSP_SCHEDULE_DELAY", 5000)?),
+            max_queue_size: vars.parse(&var::OTEL_BSP_MAX_QUEUE_SIZE)?,
+            schedule_delay: vars.millis(&var::OTEL_BSP_SCHEDULE_DELAY)?,
+            max_export_batch_size: vars.parse(&var::OTEL_BSP_MAX_EXPORT_BATCH_SIZE)?,
+            bsp_export_timeout: vars.millis(&var::OTEL_BSP_EXPORT_TIMEOUT)?,
+            otlp_timeout: traces_timeout.unwrap_or(general_timeout),
             service_name: service_name(vars, default_service_name),
             sdk_disabled,
             exporter,
             log_format: LogFormat::from_vars(vars)?,
-            propagation: vars.bool_or("PROPAGATION", true)?,
+            log_directives,
+            propagation: vars.flag(&var::PROPAGATION)?,
             sampler: sampler::from_vars(vars)?,
         })
     }
+
+    /// The bound on one export: the smaller of the batch processor's and the exporter's.
+    pub fn export_timeout(&self) -> Duration {
+        self.bsp_export_timeout.min(self.otlp_timeout)
+    }
+
+    /// The batch span processor's settings. Each is set here, so the values in effect are
+    /// these, not what the SDK would read from the process environment on its own.
+    pub fn batch_config(&self) -> BatchConfig {
+        BatchConfigBuilder::default()
+            .with_max_queue_size(self.max_queue_size)
+            .with_scheduled_delay(self.schedule_delay)
+            .with_max_export_batch_size(self.max_export_batch_size)
+            .build()
+    }
 }
 
+/// `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, else `OTEL_EXPORTER_OTLP_PROTOCOL`: the
+/// signal-specific variable wins over the general one, as the specification says.
 fn otlp_protocol(vars: &Vars) -> Result<Exporter, ConfigError> {
-    // The signal-specific variable wins over the general one, as the specification says.
-    let (name, raw) = [
-        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-        "OTEL_EXPORTER_OTLP_PROTOCOL",
-    ]
-    .into_iter()
-    .find_map(|name| vars.get(name).map(|v| (name, v)))
-    .unwrap_or(("", "http/protobuf".to_owned()));
-    match raw.trim() {
+    let protocol = |raw: &str| match raw {
         "grpc" => Ok(Exporter::OtlpGrpc),
         "http/protobuf" => Ok(Exporter::OtlpHttp),
-        other => Err(ConfigError::Invalid {
-            name: if name.is_empty() {
-                "OTEL_EXPORTER_OTLP_PROTOCOL"
-            } else {
-                name
-            },
-            value: other.to_owned(),
-            reason: "expected grpc or http/protobuf (http/json is not built in)".into(),
-        }),
+        _ => Err("expected grpc or http/protobuf (http/json is not built in)".to_owned()),
+    };
+    let traces = vars.read_optional(&var::OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, protocol);
+    let general = vars.read(&var::OTEL_EXPORTER_OTLP_PROTOCOL, protocol);
+    match traces? {
+        Some(exporter) => Ok(exporter),
+        None => general,
     }
 }
 
 /// `OTEL_SERVICE_NAME`, else `service.name` in `OTEL_RESOURCE_ATTRIBUTES`, else the binary's.
 fn service_name(vars: &Vars, default: &str) -> String {
-    vars.get("OTEL_SERVICE_NAME")
+    let attributes = vars.get(&var::OTEL_RESOURCE_ATTRIBUTES);
+    vars.get(&var::OTEL_SERVICE_NAME)
         .or_else(|| {
-            vars.get("OTEL_RESOURCE_ATTRIBUTES")?
+            attributes?
                 .split(',')
                 .filter_map(|kv| kv.split_once('='))
                 .find(|(k, _)| k.trim() == "service.name")
@@ -184,7 +203,8 @@ pub struct TelemetryGuard {
 }
 
 impl TelemetryGuard {
-    /// Exports what is queued and stops the exporter. Waits at most `OTEL_BSP_EXPORT_TIMEOUT`.
+    /// Exports what is queued and stops the exporter. Waits at most the SDK's shutdown timeout
+    /// (5 seconds), the last export included.
     pub async fn shutdown(mut self) {
         let Some(provider) = self.provider.take() else {
             return;
@@ -220,16 +240,9 @@ impl Drop for TelemetryGuard {
     }
 }
 
-/// Sets up propagation, tracing and logging for the service named `service_name` (the
-/// default for `service.name`), version `version`. Reads the environment; see the README for
-/// every variable.
-pub fn init(service_name: &str, version: &str) -> anyhow::Result<TelemetryGuard> {
-    let settings = TelemetrySettings::from_vars(&Vars::from_env(), service_name)?;
-    init_with(settings, version)
-}
-
-/// [`init`] with settings parsed elsewhere.
-pub fn init_with(settings: TelemetrySettings, version: &str) -> anyhow::Result<TelemetryGuard> {
+/// Sets up propagation, tracing and logging as `settings` say (the `telemetry` part of the
+/// service's `Config`), for a service of version `version`.
+pub fn init(settings: TelemetrySettings, version: &str) -> anyhow::Result<TelemetryGuard> {
     if settings.propagation {
         opentelemetry::global::set_text_map_propagator(propagator());
     } else {
@@ -251,7 +264,7 @@ pub fn init_with(settings: TelemetrySettings, version: &str) -> anyhow::Result<T
             (Box::new(otel_layer(tracer)), Some(provider))
         };
 
-    let log_filter = log_filter(std::env::var("RUST_LOG").ok().as_deref())?;
+    let log_filter = log_filter(Some(&settings.log_directives))?;
     let log_layer = log_layer(
         &settings.service_name,
         settings.log_format,
@@ -293,7 +306,8 @@ pub fn span_filter() -> Targets {
         .with_targets(PLUMBING_TARGETS.map(|target| (target, LevelFilter::OFF)))
 }
 
-/// Which events become log lines: `RUST_LOG` when set, else `info` with sqlx at `warn`.
+/// Which events become log lines: `rust_log` (`RUST_LOG`) when set, else its declared default,
+/// `info` with sqlx at `warn`.
 ///
 /// A [`Targets`] filter when every directive is a target and a level, as the default is; an
 /// `EnvFilter` only when a directive names a span or a field value (`[charge_card]=debug`,
@@ -307,16 +321,14 @@ pub fn log_filter<S>(
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
-    // sqlx logs every statement at info (the DB spans already show them) and relays
-    // Postgres notices such as "relation already exists, skipping" from migrations.
     let directives = rust_log
         .map(str::trim)
         .filter(|d| !d.is_empty())
-        .unwrap_or("info,sqlx=warn");
+        .unwrap_or(DEFAULT_LOG_DIRECTIVES);
     // Parsed as an `EnvFilter` first, always: its grammar and its errors are RUST_LOG's.
     let env_filter = EnvFilter::builder()
         .parse(directives)
-        .map_err(|e| ConfigError::invalid("RUST_LOG", directives, e))?;
+        .map_err(|e| ConfigError::invalid(var::RUST_LOG.name, directives, e))?;
     if !directives.contains('[') {
         let targets = directives
             .split(',')
@@ -331,6 +343,14 @@ where
     }
     Ok(Box::new(env_filter))
 }
+
+/// `RUST_LOG`'s declared default. sqlx logs every statement at info (the DB spans already show
+/// them) and relays Postgres notices such as "relation already exists, skipping" from
+/// migrations, hence `sqlx=warn`.
+const DEFAULT_LOG_DIRECTIVES: &str = match var::RUST_LOG.unset {
+    Unset::Default(directives) => directives,
+    _ => panic!("RUST_LOG declares a default"),
+};
 
 /// The log layer every service installs: [`EventFormat`] lines, filtered by `filter`, written
 /// to `writer` (stdout in the services). Public, like [`otel_layer`], so the instrumentation
@@ -400,24 +420,28 @@ fn tracer_provider(
         Exporter::OtlpGrpc => Some(
             opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
+                .with_timeout(settings.export_timeout())
                 .build()
                 .context("building the OTLP/gRPC span exporter")?,
         ),
         Exporter::OtlpHttp => Some(
             opentelemetry_otlp::SpanExporter::builder()
                 .with_http()
+                .with_timeout(settings.export_timeout())
                 .build()
                 .context("building the OTLP/HTTP span exporter")?,
         ),
         Exporter::None => None,
     };
     if let Some(exporter) = exporter {
-        // The batch processor reads OTEL_BSP_* itself. It runs on its own thread, so the
+        // The batch processor has its OTEL_BSP_* settings from `settings`. It runs on its own thread, so the
         // HTTP exporter uses a blocking client there, and request handling never waits on
         // the collector: a full queue drops spans instead. The wrappers count what is lost.
         let stats = export::ExportStats::new(settings.max_queue_size);
         let exporter = export::CountingExporter::new(exporter, stats.clone());
-        let batch = BatchSpanProcessor::builder(exporter).build();
+        let batch = BatchSpanProcessor::builder(exporter)
+            .with_batch_config(settings.batch_config())
+            .build();
         // One processor, not the baggage processor beside the batch one: the SDK copies
         // each ended span once per processor when there are several (see `WithBaggage`).
         // The baggage goes on first, as attributes must be on the span before it is queued.
@@ -616,6 +640,84 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn every_batch_processor_setting_takes_effect() {
+        let defaults = TelemetrySettings::from_vars(&Vars::from_pairs([]), "gateway").unwrap();
+        let set = TelemetrySettings::from_vars(
+            &Vars::from_pairs([
+                ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+                ("OTEL_BSP_MAX_QUEUE_SIZE", "100"),
+                ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "10"),
+                ("OTEL_BSP_EXPORT_TIMEOUT", "3000"),
+            ]),
+            "gateway",
+        )
+        .unwrap();
+        // `BatchConfig`'s fields are the SDK's own; its `Debug` shows what the processor gets.
+        for (settings, fields) in [
+            (
+                &defaults,
+                [
+                    "max_queue_size: 2048",
+                    "scheduled_delay: 5s",
+                    "max_export_batch_size: 512",
+                ],
+            ),
+            (
+                &set,
+                [
+                    "max_queue_size: 100",
+                    "scheduled_delay: 200ms",
+                    "max_export_batch_size: 10",
+                ],
+            ),
+        ] {
+            let config = format!("{:?}", settings.batch_config());
+            for field in fields {
+                assert!(config.contains(field), "{field} in {config}");
+            }
+        }
+        // An export is bounded by the smaller of the processor's and the exporter's timeouts.
+        assert_eq!(defaults.export_timeout(), Duration::from_secs(10));
+        assert_eq!(set.export_timeout(), Duration::from_secs(3));
+        let traces = TelemetrySettings::from_vars(
+            &Vars::from_pairs([
+                ("OTEL_EXPORTER_OTLP_TIMEOUT", "4000"),
+                ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "2000"),
+            ]),
+            "gateway",
+        )
+        .unwrap();
+        assert_eq!(traces.export_timeout(), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn rust_log_is_read_with_the_other_settings_and_checked_there() {
+        let s = TelemetrySettings::from_vars(
+            &Vars::from_pairs([("RUST_LOG", "order_service=debug")]),
+            "gateway",
+        )
+        .unwrap();
+        assert_eq!(s.log_directives, "order_service=debug");
+        let defaults = TelemetrySettings::from_vars(&Vars::from_pairs([]), "gateway").unwrap();
+        assert_eq!(defaults.log_directives, "info,sqlx=warn");
+        let err = TelemetrySettings::from_vars(
+            &Vars::from_pairs([("RUST_LOG", "order_service=loud")]),
+            "gateway",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Invalid {
+                    name: "RUST_LOG",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]

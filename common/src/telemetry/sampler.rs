@@ -19,7 +19,7 @@ use opentelemetry::{
 };
 use opentelemetry_sdk::trace::{Sampler, SamplingDecision, SamplingResult, ShouldSample};
 
-use crate::config::{ConfigError, Vars};
+use crate::config::{ConfigError, Vars, shared as var};
 
 /// Routes that are never traced unless `TRACES_ROUTE_RULES` says otherwise: the probes, and
 /// the metrics scrape.
@@ -29,9 +29,7 @@ const DEFAULT_RULES: &str = "/healthz=off,/readyz=off,/metrics=off";
 pub fn from_vars(vars: &Vars) -> Result<RouteRuleSampler, ConfigError> {
     let base = base_sampler(vars)?;
     let mut rules = parse_rules(DEFAULT_RULES).expect("the default rules parse");
-    if let Some(raw) = vars.get("TRACES_ROUTE_RULES") {
-        let extra = parse_rules(&raw)
-            .map_err(|reason| ConfigError::invalid("TRACES_ROUTE_RULES", &raw, reason))?;
+    if let Some(extra) = vars.read_optional(&var::TRACES_ROUTE_RULES, parse_rules)? {
         // Later rules win, so a user rule can override a default one (`/healthz=1` traces probes).
         rules.extend(extra);
     }
@@ -39,26 +37,17 @@ pub fn from_vars(vars: &Vars) -> Result<RouteRuleSampler, ConfigError> {
 }
 
 fn base_sampler(vars: &Vars) -> Result<Sampler, ConfigError> {
-    const NAME: &str = "OTEL_TRACES_SAMPLER";
-    let ratio = || -> Result<f64, ConfigError> {
-        const ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
-        match vars.get(ARG) {
-            // The specification's default ratio when the argument is absent.
-            None => Ok(1.0),
-            Some(raw) => match raw.trim().parse::<f64>() {
-                Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
-                _ => Err(ConfigError::invalid(
-                    ARG,
-                    &raw,
-                    "expected a ratio between 0 and 1",
-                )),
-            },
+    // Read whichever sampler is named, so the argument is looked up as every other variable
+    // is, but an error only where a sampler uses it.
+    let ratio = vars.read(&var::OTEL_TRACES_SAMPLER_ARG, |raw| {
+        match raw.parse::<f64>() {
+            Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+            _ => Err("expected a ratio between 0 and 1".to_owned()),
         }
-    };
-    let Some(name) = vars.get(NAME) else {
-        return Ok(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
-    };
-    Ok(match name.trim() {
+    });
+    let ratio = || ratio.clone();
+    let name = vars.read(&var::OTEL_TRACES_SAMPLER, |raw| Ok(raw.to_owned()))?;
+    Ok(match name.as_str() {
         "always_on" => Sampler::AlwaysOn,
         "always_off" => Sampler::AlwaysOff,
         "traceidratio" => Sampler::TraceIdRatioBased(ratio()?),
@@ -69,7 +58,7 @@ fn base_sampler(vars: &Vars) -> Result<Sampler, ConfigError> {
         }
         other => {
             return Err(ConfigError::invalid(
-                NAME,
+                var::OTEL_TRACES_SAMPLER.name,
                 other,
                 "expected always_on, always_off, traceidratio, parentbased_always_on, \
                  parentbased_always_off or parentbased_traceidratio",

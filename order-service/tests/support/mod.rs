@@ -97,8 +97,8 @@ impl TestApp {
         pairs.extend_from_slice(vars);
         let mut config =
             Config::from_vars(&Vars::from_pairs(pairs)).expect("the test configuration is valid");
-        config.database = Secret::new(options);
-        let db = Database::connect_lazy(config.database.clone(), PoolSettings::default());
+        config.backend.database = Secret::new(options);
+        let db = Database::connect_lazy(config.backend.database.clone(), PoolSettings::default());
         let router = order_service::router(AppState::new(&config, db.clone()), &config);
         TestApp {
             router,

@@ -55,10 +55,10 @@ impl TestApp {
             ("CHARGE_SIGNING_KEY", e2e::harness::CHARGE_SIGNING_KEY),
         ]))
         .expect("the test configuration is valid");
-        config.database = Secret::new(options);
-        let signer = ChargeSigner::new(config.charge_signing_key.clone());
+        config.backend.database = Secret::new(options);
+        let signer = ChargeSigner::new(config.backend.charge_signing_key.clone());
         let db = Database::connect_lazy(
-            config.database.clone(),
+            config.backend.database.clone(),
             PoolSettings {
                 // Enough for the concurrency test's five simultaneous charges.
                 max_connections: 8,
