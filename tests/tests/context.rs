@@ -29,6 +29,17 @@ fn charges_settled_under(system: &System) -> Vec<String> {
         .collect()
 }
 
+/// An order placed by a caller that sends `traceparent`, and `tracestate` if given.
+async fn post_as_a_caller(
+    system: &System,
+    traceparent: &str,
+    tracestate: Option<&str>,
+) -> TestResponse {
+    let mut headers = vec![("traceparent", traceparent)];
+    headers.extend(tracestate.map(|value| ("tracestate", value)));
+    system.post_order_with_headers(order(1), &headers).await
+}
+
 /// The trace id in a `traceresponse` header (which every answer has, sampled or not).
 fn traceresponse(response: &TestResponse) -> (String, String) {
     let value = response
@@ -261,15 +272,8 @@ async fn outside_baggage_beyond_the_allow_list_does_not_reach_the_order_service(
 async fn a_caller_that_does_not_sample_gets_no_spans_but_its_context_still_travels() {
     let system = System::start().await;
     let caller_trace = "0af7651916cd43dd8448eb211c80319c";
-    let response = system
-        .post_order_with_headers(
-            order(1),
-            &[(
-                "traceparent",
-                &format!("00-{caller_trace}-b7ad6b7169203331-00"),
-            )],
-        )
-        .await;
+    let traceparent = format!("00-{caller_trace}-b7ad6b7169203331-00");
+    let response = post_as_a_caller(&system, &traceparent, None).await;
     assert_eq!(response.status, 201, "{}", response.body);
     assert_eq!(response.trace_id(), caller_trace);
     let (trace_id, flags) = traceresponse(&response);
@@ -301,15 +305,8 @@ async fn the_gateway_can_start_its_own_trace_and_link_to_the_callers() {
     ))
     .await;
     let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
-    let response = system
-        .post_order_with_headers(
-            order(1),
-            &[(
-                "traceparent",
-                &format!("00-{caller_trace}-00f067aa0ba902b7-01"),
-            )],
-        )
-        .await;
+    let traceparent = format!("00-{caller_trace}-00f067aa0ba902b7-01");
+    let response = post_as_a_caller(&system, &traceparent, None).await;
     assert_eq!(response.status, 201, "{}", response.body);
     assert_ne!(response.trace_id(), caller_trace, "a trace of its own");
     let spans = system
@@ -620,25 +617,17 @@ fn response_trace_context(headers: &reqwest::header::HeaderMap, context: &str) -
 const TRACESTATE_THE_LIBRARY_REJECTS: &str =
     "foo@@bar=1,tenant@fifteen-chars-x=2,congo=t61rcWkgMzE";
 
-/// An order placed by a caller that sends `traceparent` and [`TRACESTATE_THE_LIBRARY_REJECTS`].
-async fn post_as_a_caller(system: &System, traceparent: &str) -> TestResponse {
-    system
-        .post_order_with_headers(
-            order(1),
-            &[
-                ("traceparent", traceparent),
-                ("tracestate", TRACESTATE_THE_LIBRARY_REJECTS),
-            ],
-        )
-        .await
-}
-
 #[tokio::test]
 async fn a_random_callers_flags_and_tracestate_reach_the_payment_service_with_only_the_parent_changed()
  {
     let (system, tap) = Tap::in_front_of_the_payment_service().await;
     let (caller_trace, caller_span) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
-    let response = post_as_a_caller(&system, &format!("00-{caller_trace}-{caller_span}-03")).await;
+    let response = post_as_a_caller(
+        &system,
+        &format!("00-{caller_trace}-{caller_span}-03"),
+        Some(TRACESTATE_THE_LIBRARY_REJECTS),
+    )
+    .await;
     assert_eq!(response.status, 201, "{}", response.body);
     assert_eq!(response.trace_id(), caller_trace);
     let spans = system
@@ -710,8 +699,12 @@ async fn an_unsampled_callers_flags_reach_the_payment_service_random_or_not() {
         ("00", "1baad25c36c11c1e7fbd6d122bd85db6"),
     ];
     for (flags, caller_trace) in cases {
-        let response =
-            post_as_a_caller(&system, &format!("00-{caller_trace}-{caller_span}-{flags}")).await;
+        let response = post_as_a_caller(
+            &system,
+            &format!("00-{caller_trace}-{caller_span}-{flags}"),
+            Some(TRACESTATE_THE_LIBRARY_REJECTS),
+        )
+        .await;
         assert_eq!(response.status, 201, "{flags}: {}", response.body);
         assert_eq!(response.trace_id(), caller_trace);
         let [version, trace_id, span_id, answered] =

@@ -179,6 +179,16 @@ async fn post_http(
         .await
 }
 
+/// The order trace [`TRACE_VIA_HTTP`], exported over OTLP/HTTP on a connection of its own.
+async fn export_order_over_http(receiver: &OtlpReceiver) -> reqwest::Result<reqwest::Response> {
+    post_http(
+        &reqwest::Client::new(),
+        receiver,
+        &order_request(TRACE_VIA_HTTP),
+    )
+    .await
+}
+
 /// Checks every decoded field of the three spans of `order_request(trace_id)`.
 fn assert_order_trace(spans: &[ReceivedSpan], trace_id: [u8; 16]) {
     assert_eq!(spans.len(), 3, "{}", render_tree(spans));
@@ -273,13 +283,9 @@ fn assert_order_trace(spans: &[ReceivedSpan], trace_id: [u8; 16]) {
 async fn spans_exported_over_http_and_grpc_are_decoded_field_by_field() {
     let receiver = OtlpReceiver::start().await;
 
-    let response = post_http(
-        &reqwest::Client::new(),
-        &receiver,
-        &order_request(TRACE_VIA_HTTP),
-    )
-    .await
-    .expect("POST /v1/traces");
+    let response = export_order_over_http(&receiver)
+        .await
+        .expect("POST /v1/traces");
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/x-protobuf");
     let body = response.bytes().await.expect("read the export response");
@@ -454,13 +460,9 @@ async fn a_slow_receiver_answers_after_the_delay() {
     let receiver = OtlpReceiver::start().await;
     receiver.set_behaviour(Behaviour::Delay(Duration::from_millis(300)));
     let started = Instant::now();
-    let response = post_http(
-        &reqwest::Client::new(),
-        &receiver,
-        &order_request(TRACE_VIA_HTTP),
-    )
-    .await
-    .expect("the slow receiver answers");
+    let response = export_order_over_http(&receiver)
+        .await
+        .expect("the slow receiver answers");
     assert_eq!(response.status(), 200);
     assert!(started.elapsed() >= Duration::from_millis(300));
     assert_eq!(receiver.spans().len(), 3);
