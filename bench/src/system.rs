@@ -12,10 +12,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use e2e::{
-    harness::{CHARGE_SIGNING_KEY, TestDatabase},
-    otlp::OtlpReceiver,
-};
+use testkit::{CHARGE_SIGNING_KEY, db::TestDatabase, otlp::OtlpReceiver};
 
 /// How long a process may take to start, or to stop cleanly.
 const PATIENCE: Duration = Duration::from_secs(20);

@@ -305,6 +305,14 @@ mod tests {
         (status, serde_json::from_slice(&bytes).ok())
     }
 
+    /// The error body of a request that must be refused with 400; fails the test, naming
+    /// `case`, if it is not.
+    async fn refusal(uri: &str, headers: &[(&str, &str)], case: &str) -> ErrorBody {
+        let (status, body) = call(uri, headers).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{case}");
+        body.unwrap_or_else(|| panic!("{case}: the body is not the JSON error"))
+    }
+
     #[tokio::test]
     async fn every_rejection_is_a_json_error_with_a_bounded_message() {
         let long = "9".repeat(5_000);
@@ -320,10 +328,8 @@ mod tests {
             ("/query", "invalid_query", "missing field `limit`"),
         ];
         for (uri, code, says) in cases {
-            let (status, body) = call(uri, &[]).await;
             let context = &uri[..uri.len().min(40)];
-            assert_eq!(status, StatusCode::BAD_REQUEST, "{context}");
-            let body = body.unwrap_or_else(|| panic!("{context}: the body is not the JSON error"));
+            let body = refusal(uri, &[], context).await;
             assert_eq!(body.error.code, code, "{context}");
             assert!(
                 body.error.message.contains(says),
@@ -357,13 +363,8 @@ mod tests {
             ("too long", &[("idempotency-key", too_long.as_str())]),
         ];
         for (case, headers) in cases {
-            let (status, body) = call("/key", headers).await;
-            assert_eq!(status, StatusCode::BAD_REQUEST, "{case}");
-            assert_eq!(
-                body.expect("a JSON error").error.code,
-                "invalid_idempotency_key",
-                "{case}"
-            );
+            let body = refusal("/key", headers, case).await;
+            assert_eq!(body.error.code, "invalid_idempotency_key", "{case}");
         }
     }
 }

@@ -521,7 +521,7 @@ async fn a_15_kb_tier_is_refused_with_a_short_message_that_says_what_was_wrong()
 #[tokio::test]
 async fn a_redirect_from_the_order_service_is_a_502_and_nothing_follows_it() {
     // Where the redirect points: it records whatever reaches it.
-    let target = e2e::fake::Recorder::start().await;
+    let target = testkit::fake::Recorder::start().await;
     let caller_headers = [
         (
             "traceparent",
@@ -537,7 +537,7 @@ async fn a_redirect_from_the_order_service_is_a_502_and_nothing_follows_it() {
         StatusCode::PERMANENT_REDIRECT,
     ] {
         let redirector =
-            e2e::fake::redirecting_to(status, &format!("{}/orders", target.url())).await;
+            testkit::fake::redirecting_to(status, &format!("{}/orders", target.url())).await;
         let app = TestApp::start_with(Orders::Fake, &[("ORDER_SERVICE_URL", &redirector)]).await;
 
         let placed = app.post_order_with(&caller_headers, ORDER).await;
@@ -562,7 +562,7 @@ async fn a_redirect_from_the_order_service_is_a_502_and_nothing_follows_it() {
 
 #[tokio::test]
 async fn an_oversized_answer_from_the_order_service_is_a_502_without_reading_it_all() {
-    use e2e::fake::{Framing, LargeBody};
+    use testkit::fake::{Framing, LargeBody};
     const HUGE: usize = 160 * 1024 * 1024;
     for framing in [Framing::ContentLength, Framing::Chunked] {
         let fake = LargeBody::start(StatusCode::CREATED, HUGE, framing).await;
@@ -597,7 +597,7 @@ async fn an_oversized_answer_from_the_order_service_is_a_502_without_reading_it_
 
 #[tokio::test]
 async fn the_answer_size_limit_comes_from_the_configuration() {
-    use e2e::fake::{Framing, LargeBody};
+    use testkit::fake::{Framing, LargeBody};
     // (the limit, whether a 4096-byte answer is over it)
     for (limit, over) in [("4095", true), ("4096", false)] {
         let fake = LargeBody::start(StatusCode::CREATED, 4096, Framing::Chunked).await;

@@ -133,7 +133,10 @@ impl Store {
             .transpose()
     }
 
-    pub(crate) async fn get_by_idempotency_key(&self, key: &str) -> Result<Option<Order>, sqlx::Error> {
+    pub(crate) async fn get_by_idempotency_key(
+        &self,
+        key: &str,
+    ) -> Result<Option<Order>, sqlx::Error> {
         self.db
             .fetch_optional::<OrderRow>(&SELECT_ORDER_BY_KEY, |q| q.bind(key.to_owned()))
             .await?
@@ -141,7 +144,11 @@ impl Store {
             .transpose()
     }
 
-    pub(crate) async fn set_status(&self, id: OrderId, status: OrderStatus) -> Result<(), sqlx::Error> {
+    pub(crate) async fn set_status(
+        &self,
+        id: OrderId,
+        status: OrderStatus,
+    ) -> Result<(), sqlx::Error> {
         self.db
             .execute(&UPDATE_STATUS, |q| q.bind(id).bind(status.as_str()))
             .await

@@ -624,7 +624,7 @@ async fn every_charge_is_signed_for_the_stored_order_with_the_shared_key(
 ) {
     use common::{api::ChargeRequest, config::Secret, signing::ChargeSigner};
     // A payment service that records the request (and answers nothing useful).
-    let payments = e2e::fake::Recorder::start().await;
+    let payments = testkit::fake::Recorder::start().await;
     let app = TestApp::start_with(
         options,
         Payments::Fake,
@@ -660,9 +660,7 @@ async fn every_charge_is_signed_for_the_stored_order_with_the_shared_key(
         .get("charge-signature")
         .and_then(|v| v.to_str().ok());
     let payment_side = ChargeSigner::new(Secret::new(
-        e2e::harness::CHARGE_SIGNING_KEY
-            .parse()
-            .expect("a valid key"),
+        testkit::CHARGE_SIGNING_KEY.parse().expect("a valid key"),
     ));
     assert_eq!(
         payment_side.verify(&charge, signature),
@@ -677,8 +675,8 @@ async fn a_redirect_from_the_payment_service_is_a_502_and_nothing_follows_it(
     _: PgPoolOptions,
     options: PgConnectOptions,
 ) {
-    let target = e2e::fake::Recorder::start().await;
-    let redirector = e2e::fake::redirecting_to(
+    let target = testkit::fake::Recorder::start().await;
+    let redirector = testkit::fake::redirecting_to(
         StatusCode::TEMPORARY_REDIRECT,
         &format!("{}/charge", target.url()),
     )
@@ -711,7 +709,7 @@ async fn an_oversized_answer_from_the_payment_service_is_a_502_without_reading_i
     _: PgPoolOptions,
     options: PgConnectOptions,
 ) {
-    use e2e::fake::{Framing, LargeBody};
+    use testkit::fake::{Framing, LargeBody};
     const HUGE: usize = 160 * 1024 * 1024;
     let fakes = [
         LargeBody::start(StatusCode::OK, HUGE, Framing::ContentLength).await,

@@ -450,7 +450,7 @@ async fn unknown_routes_and_wrong_methods_get_json_errors(
     ];
     for (method, path, status, code) in cases {
         let case = format!("{method} {path}");
-        let response = app.send(method, path, None, String::new()).await;
+        let response = app.send(method, path, &[], String::new()).await;
 
         response.assert_error(status, code, &case);
     }
@@ -607,7 +607,7 @@ async fn two_signature_headers_are_a_malformed_signature(
     let signature = app.signature_for(&body);
 
     let response = app
-        .send_with_headers(
+        .send(
             Method::POST,
             "/charge",
             &[

@@ -1,11 +1,13 @@
 //! Starts what an end-to-end test needs: a fresh Postgres database, the three real service
-//! binaries as separate processes, and an in-process OTLP receiver they export to.
+//! binaries as separate processes, and an in-process OTLP receiver they export to. The
+//! database, the receiver and the TCP proxy are `testkit`'s; what is here is the binaries and
+//! how they are wired to each other, as in compose.
 //!
 //! ```no_run
 //! # async fn example() {
 //! let system = e2e::harness::System::start().await;
 //! let response = system.post_order(serde_json::json!({"user_id": 1, "amount": 42.50})).await;
-//! let spans = system.receiver.wait_for_trace(response.trace_id(), 17, e2e::harness::PATIENCE).await;
+//! let spans = system.receiver.wait_for_trace(response.trace_id(), e2e::ORDER_TRACE_SPANS, e2e::harness::PATIENCE).await;
 //! # }
 //! ```
 //!
@@ -24,108 +26,14 @@ use std::{
 };
 
 use serde_json::Value;
-use sqlx::{Connection, PgConnection, PgPool};
-
-use crate::otlp::OtlpReceiver;
-pub use crate::response::TestResponse;
+use testkit::{
+    CHARGE_SIGNING_KEY, db::TestDatabase, otlp::OtlpReceiver, proxy::TcpProxy,
+    response::TestResponse,
+};
 
 /// How long a test waits for something that should happen promptly (spans to arrive, a
 /// service to start). Generous: CI machines are slow and busy.
 pub const PATIENCE: Duration = Duration::from_secs(20);
-
-/// The `CHARGE_SIGNING_KEY` the order and payment services share in tests (see
-/// `common::signing`); [`Service::start`] sets it unless the test's environment has one.
-pub const CHARGE_SIGNING_KEY: &str = "the e2e tests' charge signing key, 32+ bytes";
-
-/// The database server tests create their databases on. `DATABASE_URL` names any database
-/// on it (the `postgres` one by default); each test creates and drops its own.
-fn admin_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-/// A database created for one test, dropped when the value is dropped.
-pub struct TestDatabase {
-    name: String,
-    url: String,
-    pool: PgPool,
-}
-
-impl TestDatabase {
-    pub async fn create() -> Self {
-        let admin = admin_url();
-        let name = format!("e2e_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = PgConnection::connect(&admin)
-            .await
-            .unwrap_or_else(|e| panic!("cannot reach Postgres at {admin}: {e}; is it running?"));
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .expect("creating the test database");
-        let url = replace_database(&admin, &name);
-        let pool = PgPool::connect(&url)
-            .await
-            .expect("connecting to the test database");
-        TestDatabase { name, url, pool }
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    /// A pool for the test's own queries (checking rows).
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let admin = admin_url();
-        // Drop runs inside the test's runtime, which cannot be blocked on; a thread with a
-        // runtime of its own can. FORCE ends the services' connections, if any remain.
-        let dropped = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async {
-                let mut conn = PgConnection::connect(&admin).await.ok()?;
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&mut conn)
-                .await
-                .ok()
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Some(_))) {
-            eprintln!("warning: could not drop test database {}", self.name);
-        }
-    }
-}
-
-fn replace_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[scheme_end..].find('/') {
-        Some(slash) => &base[..scheme_end + slash],
-        None => base,
-    };
-    match query {
-        Some(query) => format!("{base}/{name}?{query}"),
-        None => format!("{base}/{name}"),
-    }
-}
 
 /// One of the three service binaries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -136,6 +44,12 @@ pub enum Binary {
 }
 
 impl Binary {
+    pub const ALL: [Binary; 3] = [
+        Binary::Gateway,
+        Binary::OrderService,
+        Binary::PaymentService,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Binary::Gateway => "gateway",
@@ -368,6 +282,13 @@ impl Options {
             .push((name.to_owned(), value.to_owned()));
         self
     }
+
+    /// `name=value` on all three services.
+    pub fn everywhere(self, name: &str, value: &str) -> Self {
+        Binary::ALL
+            .into_iter()
+            .fold(self, |options, binary| options.env(binary, name, value))
+    }
 }
 
 /// The whole system: database, receiver and the three services, wired as in compose.
@@ -475,7 +396,7 @@ impl System {
 
 /// The database URL the services get: direct, or through the test's proxy.
 fn database_url(db: &TestDatabase, proxy: Option<&TcpProxy>) -> String {
-    proxy.map_or_else(|| db.url().to_owned(), |p| db.url_through(p))
+    proxy.map_or_else(|| db.url().to_owned(), |p| db.url_through(p.address()))
 }
 
 /// What a service is connected to, as in compose.
@@ -531,164 +452,5 @@ impl Wiring<'_> {
             env.insert(k.clone(), v.clone());
         }
         env
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_cut_proxy_refuses_connections_until_restored() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let upstream = echo.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((mut socket, _)) = echo.accept().await {
-                tokio::spawn(async move {
-                    let mut buf = [0; 4];
-                    while let Ok(n @ 1..) = socket.read(&mut buf).await {
-                        let _ = socket.write_all(&buf[..n]).await;
-                    }
-                });
-            }
-        });
-        let proxy = TcpProxy::start(upstream).await;
-        let roundtrip = || async {
-            let mut s = tokio::net::TcpStream::connect(proxy.address()).await.ok()?;
-            s.write_all(b"ping").await.ok()?;
-            let mut buf = [0; 4];
-            s.read_exact(&mut buf).await.ok()?;
-            Some(buf)
-        };
-        assert_eq!(roundtrip().await, Some(*b"ping"));
-        let mut open = tokio::net::TcpStream::connect(proxy.address())
-            .await
-            .unwrap();
-        open.write_all(b"ab").await.unwrap();
-        let mut two = [0; 2];
-        open.read_exact(&mut two).await.unwrap();
-        proxy.cut();
-        assert_eq!(roundtrip().await, None, "new connections are closed");
-        let mut rest = [0; 1];
-        assert!(
-            matches!(open.read(&mut rest).await, Ok(0) | Err(_)),
-            "the open connection is closed too"
-        );
-        proxy.restore();
-        assert_eq!(roundtrip().await, Some(*b"ping"));
-    }
-
-    #[test]
-    fn the_database_name_is_replaced_in_any_url_shape() {
-        assert_eq!(
-            replace_database("postgres://postgres@127.0.0.1:5432/postgres", "x"),
-            "postgres://postgres@127.0.0.1:5432/x"
-        );
-        assert_eq!(replace_database("postgres://h:1", "x"), "postgres://h:1/x");
-        assert_eq!(
-            replace_database("postgres://h/db?sslmode=disable", "x"),
-            "postgres://h/x?sslmode=disable"
-        );
-    }
-}
-
-/// A TCP proxy in front of something a service calls (Postgres, another service), which a test
-/// can cut: [`cut`](Self::cut) resets every open connection and refuses new ones until
-/// [`restore`](Self::restore). Dropped with the test.
-pub struct TcpProxy {
-    address: std::net::SocketAddr,
-    state: Arc<Mutex<ProxyState>>,
-    accept: tokio::task::JoinHandle<()>,
-}
-
-#[derive(Default)]
-struct ProxyState {
-    cut: bool,
-    connections: Vec<tokio::task::AbortHandle>,
-}
-
-impl TcpProxy {
-    pub async fn start(upstream: std::net::SocketAddr) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binding the proxy");
-        let address = listener.local_addr().expect("the proxy's address");
-        let state = Arc::new(Mutex::new(ProxyState::default()));
-        let shared = state.clone();
-        let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let mut state = shared.lock().expect("proxy lock");
-                if state.cut {
-                    // Dropping the socket at once: the client sees the connection closed.
-                    continue;
-                }
-                let pump = tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                state.connections.retain(|c| !c.is_finished());
-                state.connections.push(pump.abort_handle());
-            }
-        });
-        TcpProxy {
-            address,
-            state,
-            accept,
-        }
-    }
-
-    /// `127.0.0.1:PORT`
-    pub fn address(&self) -> std::net::SocketAddr {
-        self.address
-    }
-
-    /// Closes every connection through the proxy and refuses new ones.
-    pub fn cut(&self) {
-        let mut state = self.state.lock().expect("proxy lock");
-        state.cut = true;
-        for connection in state.connections.drain(..) {
-            connection.abort();
-        }
-    }
-
-    /// Lets connections through again.
-    pub fn restore(&self) {
-        self.state.lock().expect("proxy lock").cut = false;
-    }
-}
-
-impl Drop for TcpProxy {
-    fn drop(&mut self) {
-        self.cut();
-        self.accept.abort();
-    }
-}
-
-impl TestDatabase {
-    /// This database's URL, reached through `proxy` instead of directly.
-    pub fn url_through(&self, proxy: &TcpProxy) -> String {
-        let (scheme, rest) = self.url.split_once("://").expect("a URL");
-        let (credentials, rest) = rest.rsplit_once('@').map_or(("", rest), |(c, r)| (c, r));
-        let path = &rest[rest.find('/').unwrap_or(rest.len())..];
-        let at = if credentials.is_empty() { "" } else { "@" };
-        format!("{scheme}://{credentials}{at}{}{path}", proxy.address())
-    }
-
-    /// The address of the database server.
-    pub fn server_address(&self) -> std::net::SocketAddr {
-        let rest = self.url.split_once("://").expect("a URL").1;
-        let host_port = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
-        let host_port = &host_port[..host_port.find('/').unwrap_or(host_port.len())];
-        let (host, port) = host_port.rsplit_once(':').unwrap_or((host_port, "5432"));
-        let host = if host == "localhost" {
-            "127.0.0.1"
-        } else {
-            host
-        };
-        format!("{host}:{port}")
-            .parse()
-            .expect("an IP address and port")
     }
 }

@@ -1,12 +1,9 @@
-//! End-to-end tests of the traced order flow; see `harness` for what a test starts and
-//! `otlp` for the receiver that stands in for Jaeger. `fake`, `response` and `telemetry` also
-//! serve the services' handler tests.
+//! End-to-end tests of the traced order flow: `harness` starts the three real binaries on a
+//! fresh database, exporting to an in-process OTLP receiver, and this module holds the trace
+//! they must produce. What is not about the three binaries (the database, the receiver, the
+//! fakes, the response checks) is in `testkit`, which the services' own tests share.
 
-pub mod fake;
 pub mod harness;
-pub mod otlp;
-pub mod response;
-pub mod telemetry;
 
 /// The waterfall of `POST /api/orders`, after the tutorial's: what the receiver gets for one
 /// confirmed order, as [`otlp::render_shape`] draws it.
@@ -32,6 +29,18 @@ POST /api/orders [gateway, SERVER]
 
 /// How many spans [`ORDER_TRACE`] has.
 pub const ORDER_TRACE_SPANS: usize = line_count(ORDER_TRACE);
+
+/// [`ORDER_TRACE`] without the spans `service` recorded: the trace the others still send
+/// when `service` starts traces of its own (propagation off there). The spans that called it
+/// stay, now without children.
+pub fn order_trace_without(service: &str) -> String {
+    let tag = format!("[{service}, ");
+    ORDER_TRACE
+        .lines()
+        .filter(|line| !line.contains(&tag))
+        .flat_map(|line| [line, "\n"])
+        .collect()
+}
 
 const fn line_count(text: &str) -> usize {
     let bytes = text.as_bytes();

@@ -11,8 +11,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use e2e::{ORDER_TRACE_SPANS, harness::TestDatabase};
+use e2e::ORDER_TRACE_SPANS;
 use serde_json::json;
+use testkit::db::TestDatabase;
 
 /// The first run builds the binaries (and trace-view), which takes minutes on a small machine.
 const START_TIMEOUT: Duration = Duration::from_secs(900);

@@ -5,12 +5,16 @@ use std::{collections::HashSet, time::Duration};
 
 use e2e::{
     ORDER_TRACE, ORDER_TRACE_SPANS,
-    harness::{Binary, Options, PATIENCE, Service, System, TestDatabase},
+    harness::{Binary, Options, PATIENCE, Service, System},
+};
+use reqwest::StatusCode;
+use serde_json::json;
+use testkit::{
+    db::TestDatabase,
     otlp::{
         AttrValue, ReceivedSpan, SpanKind, SpanStatus, children, find, render_shape, render_tree,
     },
 };
-use serde_json::json;
 use trace_view::{Style, Trace, waterfall};
 
 fn order() -> serde_json::Value {
@@ -386,8 +390,11 @@ async fn a_5xx_marks_the_server_spans_error_and_the_body_carries_the_trace_id() 
     system.payments.kill();
 
     let response = system.post_order(order()).await;
-    assert_eq!(response.status, 503, "{}", response.body);
-    assert_eq!(response.json["error"]["code"], "payment_unavailable");
+    response.assert_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "payment_unavailable",
+        "a 5xx",
+    );
     let trace_id = response.trace_id().to_owned();
 
     let spans = system
@@ -453,14 +460,7 @@ async fn a_5xx_marks_the_server_spans_error_and_the_body_carries_the_trace_id() 
 #[tokio::test]
 async fn a_clean_stop_flushes_every_span_of_completed_requests() {
     // Batches would only be exported every minute: whatever arrives, the shutdown flushed.
-    let mut options = Options::default();
-    for binary in [
-        Binary::Gateway,
-        Binary::OrderService,
-        Binary::PaymentService,
-    ] {
-        options = options.env(binary, "OTEL_BSP_SCHEDULE_DELAY", "60000");
-    }
+    let options = Options::default().everywhere("OTEL_BSP_SCHEDULE_DELAY", "60000");
     let mut system = System::start_with(options).await;
     let response = system.post_order(order()).await;
     assert_eq!(response.status, 201, "{}", response.body);

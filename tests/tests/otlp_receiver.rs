@@ -1,4 +1,4 @@
-//! Self-test of the in-process OTLP receiver (`e2e::otlp`, which is `trace_view::receiver`),
+//! Self-test of the in-process OTLP receiver (`testkit::otlp`, which is `trace_view::receiver`),
 //! without the services: hand-built export requests go in over OTLP/HTTP (protobuf and JSON)
 //! and OTLP/gRPC, and every field must come out decoded; hostile requests (compressed, of an
 //! unknown type, too large) are refused clearly, and the store stays within its bounds. The end-to-end tests trust
@@ -9,10 +9,6 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use e2e::otlp::{
-    AttrValue, Behaviour, OtlpReceiver, ReceivedEvent, ReceivedSpan, ReceiverConfig, SpanKind,
-    SpanStatus, children, find, render_tree,
-};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -25,6 +21,10 @@ use opentelemetry_proto::tonic::trace::v1::{
     ResourceSpans, ScopeSpans, Span, Status, span, status,
 };
 use prost::Message;
+use testkit::otlp::{
+    AttrValue, Behaviour, OtlpReceiver, ReceivedEvent, ReceivedSpan, ReceiverConfig, SpanKind,
+    SpanStatus, children, find, render_tree,
+};
 
 const T0: u64 = 1_700_000_000_000_000_000;
 const MS: u64 = 1_000_000;
@@ -179,6 +179,16 @@ async fn post_http(
         .await
 }
 
+/// The order trace [`TRACE_VIA_HTTP`], exported over OTLP/HTTP on a connection of its own.
+async fn export_order_over_http(receiver: &OtlpReceiver) -> reqwest::Result<reqwest::Response> {
+    post_http(
+        &reqwest::Client::new(),
+        receiver,
+        &order_request(TRACE_VIA_HTTP),
+    )
+    .await
+}
+
 /// Checks every decoded field of the three spans of `order_request(trace_id)`.
 fn assert_order_trace(spans: &[ReceivedSpan], trace_id: [u8; 16]) {
     assert_eq!(spans.len(), 3, "{}", render_tree(spans));
@@ -273,13 +283,9 @@ fn assert_order_trace(spans: &[ReceivedSpan], trace_id: [u8; 16]) {
 async fn spans_exported_over_http_and_grpc_are_decoded_field_by_field() {
     let receiver = OtlpReceiver::start().await;
 
-    let response = post_http(
-        &reqwest::Client::new(),
-        &receiver,
-        &order_request(TRACE_VIA_HTTP),
-    )
-    .await
-    .expect("POST /v1/traces");
+    let response = export_order_over_http(&receiver)
+        .await
+        .expect("POST /v1/traces");
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/x-protobuf");
     let body = response.bytes().await.expect("read the export response");
@@ -335,25 +341,7 @@ async fn render_tree_draws_the_waterfall_and_marks_spans_whose_parent_is_missing
 
 #[test]
 fn render_tree_orders_siblings_by_start_time() {
-    let span =
-        |id: &str, parent: Option<&str>, name: &str, start_ms: u64, end_ms: u64| ReceivedSpan {
-            service_name: "svc".to_owned(),
-            resource: BTreeMap::new(),
-            scope_name: String::new(),
-            trace_id: "1".repeat(32),
-            span_id: id.repeat(16),
-            parent_span_id: parent.map(|p| p.repeat(16)),
-            trace_state: String::new(),
-            flags: 1,
-            name: name.to_owned(),
-            kind: SpanKind::Internal,
-            start_unix_nano: T0 + start_ms * MS,
-            end_unix_nano: T0 + end_ms * MS,
-            attributes: BTreeMap::new(),
-            events: Vec::new(),
-            links: Vec::new(),
-            status: SpanStatus::Unset,
-        };
+    let span = ReceivedSpan::for_test;
     let spans = [
         span("c", Some("a"), "second", 5, 9),
         span("a", None, "root", 0, 10),
@@ -472,13 +460,9 @@ async fn a_slow_receiver_answers_after_the_delay() {
     let receiver = OtlpReceiver::start().await;
     receiver.set_behaviour(Behaviour::Delay(Duration::from_millis(300)));
     let started = Instant::now();
-    let response = post_http(
-        &reqwest::Client::new(),
-        &receiver,
-        &order_request(TRACE_VIA_HTTP),
-    )
-    .await
-    .expect("the slow receiver answers");
+    let response = export_order_over_http(&receiver)
+        .await
+        .expect("the slow receiver answers");
     assert_eq!(response.status(), 200);
     assert!(started.elapsed() >= Duration::from_millis(300));
     assert_eq!(receiver.spans().len(), 3);

@@ -448,15 +448,12 @@ pub fn percent(part: u64, whole: u64) -> u64 {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
-    use crate::span::{SpanKind, SpanStatus};
 
     pub(crate) const MS: u64 = 1_000_000;
-    pub(crate) const T0: u64 = 1_700_000_000_000_000_000;
 
-    /// A span of service "svc" from `start` to `end` milliseconds after T0.
+    /// [`ReceivedSpan::for_test`], under the short name the analysis and render tests build
+    /// their traces with.
     pub(crate) fn span(
         id: &str,
         parent: Option<&str>,
@@ -464,24 +461,7 @@ pub(crate) mod tests {
         start: u64,
         end: u64,
     ) -> ReceivedSpan {
-        ReceivedSpan {
-            service_name: "svc".to_owned(),
-            resource: BTreeMap::new(),
-            scope_name: String::new(),
-            trace_id: "1".repeat(32),
-            span_id: format!("{id:0>16}"),
-            parent_span_id: parent.map(|p| format!("{p:0>16}")),
-            trace_state: String::new(),
-            flags: 1,
-            name: name.to_owned(),
-            kind: SpanKind::Internal,
-            start_unix_nano: T0 + start * MS,
-            end_unix_nano: T0 + end * MS,
-            attributes: BTreeMap::new(),
-            events: Vec::new(),
-            links: Vec::new(),
-            status: SpanStatus::Unset,
-        }
+        ReceivedSpan::for_test(id, parent, name, start, end)
     }
 
     fn trace(spans: Vec<ReceivedSpan>) -> Trace {

@@ -2,7 +2,7 @@
 //!
 //! This is the one OTLP receiver of the workspace. `trace-view listen` runs it on the standard
 //! ports and prints each trace as it completes; the end-to-end tests start it on two ephemeral
-//! ports of 127.0.0.1 (through `e2e::otlp`), point the services' exporters at
+//! ports of 127.0.0.1 (through `testkit::otlp`), point the services' exporters at
 //! [`OtlpReceiver::http_endpoint`] or [`OtlpReceiver::grpc_endpoint`], drive a request through
 //! the system and read back what arrived with [`OtlpReceiver::wait_for_trace`].
 //!

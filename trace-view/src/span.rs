@@ -154,6 +154,55 @@ pub struct ReceivedSpan {
 }
 
 impl ReceivedSpan {
+    /// A span made by hand, for the tests of what reads spans (the analysis, the renderer, the
+    /// codecs, the receiver's store) here and in the end-to-end tests: an INTERNAL span of
+    /// service `svc` named `name`, in trace `1111…`, from `start_ms` to `end_ms` milliseconds
+    /// after 2023-11-14T22:13:20Z, its id `id` and its parent's `parent` zero-padded to 16 hex
+    /// digits. A test sets any other field on the result; [`in_service`](Self::in_service)
+    /// changes the service.
+    #[doc(hidden)]
+    pub fn for_test(
+        id: &str,
+        parent: Option<&str>,
+        name: &str,
+        start_ms: u64,
+        end_ms: u64,
+    ) -> ReceivedSpan {
+        const T0: u64 = 1_700_000_000_000_000_000;
+        const MS: u64 = 1_000_000;
+        ReceivedSpan {
+            service_name: String::new(),
+            resource: BTreeMap::new(),
+            scope_name: String::new(),
+            trace_id: "1".repeat(32),
+            span_id: format!("{id:0>16}"),
+            parent_span_id: parent.map(|p| format!("{p:0>16}")),
+            trace_state: String::new(),
+            flags: 1,
+            name: name.to_owned(),
+            kind: SpanKind::Internal,
+            start_unix_nano: T0 + start_ms * MS,
+            end_unix_nano: T0 + end_ms * MS,
+            attributes: BTreeMap::new(),
+            events: Vec::new(),
+            links: Vec::new(),
+            status: SpanStatus::Unset,
+        }
+        .in_service("svc")
+    }
+
+    /// The same span, recorded by `service`: its name and its resource's `service.name`, as a
+    /// decoder would set them.
+    #[doc(hidden)]
+    pub fn in_service(mut self, service: &str) -> ReceivedSpan {
+        self.service_name = service.to_owned();
+        self.resource.insert(
+            "service.name".to_owned(),
+            AttrValue::Str(service.to_owned()),
+        );
+        self
+    }
+
     pub fn attr(&self, key: &str) -> Option<&AttrValue> {
         self.attributes.get(key)
     }

@@ -6,7 +6,6 @@
 // as the workspace's rule against `axum::extract::Path` (clippy.toml) is for the services.
 #![allow(clippy::disallowed_types)]
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -14,17 +13,15 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use trace_view::ReceivedSpan;
 use trace_view::jaeger::{FetchError, Timeouts, fetch_trace};
-use trace_view::{ReceivedSpan, SpanKind, SpanStatus};
 
 const BIN: &str = env!("CARGO_BIN_EXE_trace-view");
 const FOUND: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const MISSING: &str = "0af7651916cd43dd8448eb211c80319c";
 const SLOW: &str = "11111111111111111111111111111111";
 const MALFORMED: &str = "22222222222222222222222222222222";
-const MS: u64 = 1_000_000;
-const T0: u64 = 1_700_000_000_000_000_000;
-
+/// A span of `service` in the trace Jaeger has stored.
 fn span(
     id: &str,
     parent: Option<&str>,
@@ -34,25 +31,8 @@ fn span(
     end: u64,
 ) -> ReceivedSpan {
     ReceivedSpan {
-        service_name: service.to_owned(),
-        resource: BTreeMap::from([(
-            "service.name".to_owned(),
-            trace_view::AttrValue::Str(service.to_owned()),
-        )]),
-        scope_name: "test".to_owned(),
         trace_id: FOUND.to_owned(),
-        span_id: id.repeat(16),
-        parent_span_id: parent.map(|p| p.repeat(16)),
-        trace_state: String::new(),
-        flags: 1,
-        name: name.to_owned(),
-        kind: SpanKind::Internal,
-        start_unix_nano: T0 + start * MS,
-        end_unix_nano: T0 + end * MS,
-        attributes: BTreeMap::new(),
-        events: Vec::new(),
-        links: Vec::new(),
-        status: SpanStatus::Unset,
+        ..ReceivedSpan::for_test(id, parent, name, start, end).in_service(service)
     }
 }
 

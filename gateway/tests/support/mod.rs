@@ -4,16 +4,16 @@
 //! environment variables, and points `ORDER_SERVICE_URL` at a [`FakeOrders`]: a small axum
 //! server on 127.0.0.1:0 that records every request it receives (method, path as sent, headers,
 //! body bytes) and answers whatever the test told it to. The gateway is called with
-//! `tower::ServiceExt::oneshot`, so a test can send request targets a real HTTP client would
-//! normalise first (`/api/orders/..`).
+//! `tower::ServiceExt::oneshot` through [`testkit::service::InProcess`], so a test can send
+//! request targets a real HTTP client would normalise first (`/api/orders/..`).
 //!
 //! The gateway's propagation is part of what is tested, so a tracing subscriber with the
 //! OpenTelemetry layer and the W3C propagators is installed, as `common::telemetry::init`
 //! does in `main`: without it the gateway has no span context to send.
 
-pub use e2e::response::{TestResponse, is_trace_id};
 use std::{
     collections::BTreeMap,
+    ops::Deref,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -28,7 +28,9 @@ use axum::{
 use common::config::Vars;
 use gateway::{AppState, Config};
 use serde_json::{Value, json};
-use tracing::subscriber::DefaultGuard;
+pub use testkit::fake::Neighbour as Orders;
+pub use testkit::response::{TestResponse, is_trace_id};
+use testkit::service::InProcess;
 
 /// The order id the fake order service gives every order it creates.
 pub const FAKE_ORDER_ID: &str = "01936b2e-7c3a-7def-8123-456789abcdef";
@@ -41,22 +43,19 @@ pub const FAKE_TRACE_ID: &str = "ffffffffffffffffffffffffffffffff";
 /// the float `42.5`, and the literal is what is being tested).
 pub const ORDER: &str = r#"{"user_id":1,"amount":42.50,"currency":"USD","tier":"gold"}"#;
 
-/// Where the gateway's calls go.
-pub enum Orders {
-    /// A [`FakeOrders`], answering `201 Created` until told otherwise.
-    Fake,
-    /// A port nothing listens on: every call fails to connect.
-    Down,
+/// The gateway under test and the fake it calls; the requests themselves (`get`, `send`) are
+/// [`InProcess`]'s, reached through `Deref`.
+pub struct TestApp {
+    app: InProcess,
+    pub orders: FakeOrders,
 }
 
-/// The gateway under test and the fake it calls.
-pub struct TestApp {
-    router: Router,
-    pub orders: FakeOrders,
-    /// Makes the OpenTelemetry subscriber current on this thread for as long as the app
-    /// lives. `#[tokio::test]` runs each test on a current-thread runtime, so the gateway, its
-    /// HTTP client and the fake all run on this thread, under this subscriber.
-    _telemetry: DefaultGuard,
+impl Deref for TestApp {
+    type Target = InProcess;
+
+    fn deref(&self) -> &InProcess {
+        &self.app
+    }
 }
 
 impl TestApp {
@@ -67,21 +66,17 @@ impl TestApp {
 
     /// The gateway calling `orders`, with extra configuration `vars`.
     pub async fn start_with(orders: Orders, vars: &[(&str, &str)]) -> Self {
-        let telemetry = e2e::telemetry::install();
+        let telemetry = testkit::telemetry::install();
         let fake = FakeOrders::start().await;
-        let url = match orders {
-            Orders::Fake => fake.url(),
-            Orders::Down => e2e::fake::closed_port_url().await,
-        };
+        let url = orders.url(fake.url()).await;
         let mut pairs = vec![("ORDER_SERVICE_URL", url.as_str())];
         pairs.extend_from_slice(vars);
         let config =
             Config::from_vars(&Vars::from_pairs(pairs)).expect("the test configuration is valid");
         let router = gateway::router(AppState::new(&config), &config);
         TestApp {
-            router,
+            app: InProcess::new(router, telemetry),
             orders: fake,
-            _telemetry: telemetry,
         }
     }
 
@@ -92,25 +87,7 @@ impl TestApp {
 
     /// `POST /api/orders` with a JSON body and extra headers.
     pub async fn post_order_with(&self, headers: &[(&str, &str)], body: &str) -> TestResponse {
-        let mut all = vec![(header::CONTENT_TYPE.as_str(), "application/json")];
-        all.extend_from_slice(headers);
-        self.send(Method::POST, "/api/orders", &all, body.to_owned())
-            .await
-    }
-
-    pub async fn get(&self, path: &str) -> TestResponse {
-        self.send(Method::GET, path, &[], String::new()).await
-    }
-
-    /// Any request; the path is sent exactly as given.
-    pub async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: String,
-    ) -> TestResponse {
-        e2e::response::oneshot(&self.router, method, path, headers, body).await
+        self.post_json("/api/orders", headers, body).await
     }
 }
 
@@ -243,7 +220,7 @@ impl FakeOrders {
         // One handler for every path, so a request that escapes `/orders/...` is recorded
         // with the path it reached rather than lost in a 404.
         let router = Router::new().fallback(fake).with_state(state.clone());
-        let url = e2e::fake::serve(router).await;
+        let url = testkit::fake::serve(router).await;
         FakeOrders { url, state }
     }
 

@@ -5,13 +5,13 @@
 //! builds the service's router on it, the way `main` does but without environment variables,
 //! and points `PAYMENT_SERVICE_URL` at a [`FakePayments`]: a small axum server on
 //! 127.0.0.1:0 that counts the charges it receives and answers whatever the test told it to.
-//! The router itself is called with `tower::ServiceExt::oneshot`.
-//!
-//! A tracing subscriber with the OpenTelemetry layer is installed for the test's thread, as
-//! `main` does through `common::telemetry::init`, so responses carry a real trace id.
+//! The router itself is called with `tower::ServiceExt::oneshot`, through
+//! [`testkit::service::InProcess`], which also installs telemetry for the test's thread as
+//! `main` does through `common::telemetry::init`, so responses carry a real trace id, and
+//! holds the pool the assertions read the table with.
 
-pub use e2e::response::{TestResponse, is_trace_id};
 use std::{
+    ops::Deref,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -23,40 +23,36 @@ use axum::{
     Json, Router,
     body::Bytes,
     extract::State,
-    http::{Method, StatusCode, header},
+    http::StatusCode,
     response::{IntoResponse, Response},
     routing::post,
 };
 use common::{
-    config::{Secret, Vars},
+    config::Secret,
     db::{Database, PoolSettings},
 };
 use order_service::{AppState, Config};
 use serde_json::{Value, json};
 use sqlx::postgres::PgConnectOptions;
-use tracing::subscriber::DefaultGuard;
+pub use testkit::fake::Neighbour as Payments;
+pub use testkit::response::{TestResponse, is_trace_id};
+use testkit::service::{InProcess, database_service_vars};
 use uuid::Uuid;
 
-/// Where the order service's payment calls go.
-pub enum Payments {
-    /// A [`FakePayments`] answering every charge with a success.
-    Fake,
-    /// A port nothing listens on: every call fails to connect.
-    Down,
+/// The service under test, the fake it calls, and a way to look at its table; the requests
+/// themselves (`get`, `send`), the pool and `close` are [`InProcess`]'s, reached through
+/// `Deref`.
+pub struct TestApp {
+    app: InProcess,
+    pub payments: FakePayments,
 }
 
-/// The service under test, the fake it calls, and a way to look at its table.
-pub struct TestApp {
-    router: Router,
-    /// The service's own pool, also used by the assertions. Created by [`TestApp::start`];
-    /// closed by [`TestApp::close`] so that sqlx can drop the test database afterwards (a
-    /// database with open connections cannot be dropped).
-    db: Database,
-    pub payments: FakePayments,
-    /// Makes the OpenTelemetry subscriber current on this thread for as long as the app
-    /// lives. `#[sqlx::test]` runs each test on a current-thread runtime, so the router, the
-    /// fake and the HTTP client all run on this thread, under this subscriber.
-    _telemetry: DefaultGuard,
+impl Deref for TestApp {
+    type Target = InProcess;
+
+    fn deref(&self) -> &InProcess {
+        &self.app
+    }
 }
 
 /// A row of `orders`, as the assertions read it.
@@ -81,30 +77,19 @@ impl TestApp {
         payments: Payments,
         vars: &[(&str, &str)],
     ) -> Self {
-        let telemetry = e2e::telemetry::install();
+        let telemetry = testkit::telemetry::install();
         let fake = FakePayments::start().await;
-        let payment_url = match payments {
-            Payments::Fake => fake.url(),
-            Payments::Down => e2e::fake::closed_port_url().await,
-        };
-        let mut pairs = vec![
-            // Required by the config, but replaced below: the test database has a generated
-            // name that only `options` knows.
-            ("DATABASE_URL", "postgres://placeholder/placeholder"),
-            ("PAYMENT_SERVICE_URL", payment_url.as_str()),
-            ("CHARGE_SIGNING_KEY", e2e::harness::CHARGE_SIGNING_KEY),
-        ];
+        let payment_url = payments.url(fake.url()).await;
+        let mut pairs = vec![("PAYMENT_SERVICE_URL", payment_url.as_str())];
         pairs.extend_from_slice(vars);
-        let mut config =
-            Config::from_vars(&Vars::from_pairs(pairs)).expect("the test configuration is valid");
+        let mut config = Config::from_vars(&database_service_vars(&pairs))
+            .expect("the test configuration is valid");
         config.backend.database = Secret::new(options);
         let db = Database::connect_lazy(config.backend.database.clone(), PoolSettings::default());
         let router = order_service::router(AppState::new(&config, db.clone()), &config);
         TestApp {
-            router,
-            db,
+            app: InProcess::new(router, telemetry).with_database(db),
             payments: fake,
-            _telemetry: telemetry,
         }
     }
 
@@ -116,27 +101,11 @@ impl TestApp {
 
     /// [`post_order`](Self::post_order) with, if given, an `Idempotency-Key`.
     pub async fn post_order_with_key(&self, key: Option<&str>, body: &str) -> TestResponse {
-        let mut headers = vec![(header::CONTENT_TYPE.as_str(), "application/json")];
-        if let Some(key) = key {
-            headers.push(("idempotency-key", key));
-        }
-        self.send(Method::POST, "/orders", &headers, body.to_owned())
-            .await
-    }
-
-    pub async fn get(&self, path: &str) -> TestResponse {
-        self.send(Method::GET, path, &[], String::new()).await
-    }
-
-    /// Any request; the path is sent exactly as given.
-    pub async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: String,
-    ) -> TestResponse {
-        e2e::response::oneshot(&self.router, method, path, headers, body).await
+        let headers: Vec<(&str, &str)> = key
+            .map(|key| ("idempotency-key", key))
+            .into_iter()
+            .collect();
+        self.post_json("/orders", &headers, body).await
     }
 
     /// The row of order `id`; fails the test if there is none.
@@ -145,7 +114,7 @@ impl TestApp {
             "SELECT user_id, amount_minor, currency, status, trace_id FROM orders WHERE id = $1",
         )
         .bind(id)
-        .fetch_optional(self.db.pool())
+        .fetch_optional(self.pool())
         .await
         .expect("reading the order")
         .unwrap_or_else(|| panic!("order {id} should be in the table"))
@@ -153,15 +122,7 @@ impl TestApp {
 
     /// How many rows `orders` has in all.
     pub async fn order_count(&self) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM orders")
-            .fetch_one(self.db.pool())
-            .await
-            .expect("counting orders")
-    }
-
-    /// Closes the pool; see the field's comment.
-    pub async fn close(self) {
-        self.db.pool().close().await;
+        self.row_count("orders").await
     }
 }
 
@@ -203,7 +164,7 @@ impl FakePayments {
         let router = Router::new()
             .route("/charge", post(fake_charge))
             .with_state(state.clone());
-        let url = e2e::fake::serve(router).await;
+        let url = testkit::fake::serve(router).await;
         FakePayments { url, state }
     }
 

@@ -3,33 +3,41 @@
 //! `#[sqlx::test]` creates a database per test and runs the migrations (which seed users 1 to
 //! 5); [`TestApp::new`] builds the service's router on it, the way `main` does but without
 //! environment variables, and with the simulated processor's latency at zero so the tests
-//! stay fast. Requests go through `tower::ServiceExt::oneshot`: no socket is needed, and
-//! concurrent requests still meet in Postgres, which is where idempotency is enforced.
+//! stay fast. Requests go through `tower::ServiceExt::oneshot` ([`InProcess`], which also
+//! installs telemetry and holds the pool): no socket is needed, and concurrent requests still
+//! meet in Postgres, which is where idempotency is enforced.
 
-use axum::{Router, http::Method};
+use std::ops::Deref;
+
+use axum::http::Method;
+
 use common::{
     api::ChargeRequest,
-    config::{Secret, Vars},
+    config::Secret,
     db::{Database, PoolSettings},
     signing::{ChargeSigner, SIGNATURE_HEADER},
 };
-pub use e2e::response::TestResponse;
 use payment_service::{AppState, Config};
 use serde_json::Value;
 use sqlx::postgres::PgConnectOptions;
+pub use testkit::response::TestResponse;
+use testkit::service::{InProcess, database_service_vars};
 use uuid::Uuid;
 
-/// The service under test, and a way to look at its tables.
+/// The service under test, and a way to look at its tables; the requests themselves (`get`,
+/// `send`), the pool and `close` are [`InProcess`]'s, reached through `Deref`.
 pub struct TestApp {
-    router: Router,
+    app: InProcess,
     /// Signs charges as the order service does, with the key the service is configured with.
     signer: ChargeSigner,
-    /// The service's own pool, also used by the assertions. Created by [`TestApp::new`];
-    /// closed by [`TestApp::close`] so that sqlx can drop the test database afterwards (a
-    /// database with open connections cannot be dropped).
-    db: Database,
-    /// Trace context and trace ids, as `main` would set up; for the test's whole life.
-    _telemetry: tracing::subscriber::DefaultGuard,
+}
+
+impl Deref for TestApp {
+    type Target = InProcess;
+
+    fn deref(&self) -> &InProcess {
+        &self.app
+    }
 }
 
 /// A row of `payments`, as the assertions read it.
@@ -47,14 +55,10 @@ pub struct Payment {
 impl TestApp {
     /// The router on the test database that `options` points at.
     pub fn new(options: PgConnectOptions) -> Self {
-        let mut config = Config::from_vars(&Vars::from_pairs([
-            // Required by the config, but replaced below: the test database has a generated
-            // name that only `options` knows.
-            ("DATABASE_URL", "postgres://placeholder/placeholder"),
-            ("PROCESSOR_LATENCY_MS", "0"),
-            ("CHARGE_SIGNING_KEY", e2e::harness::CHARGE_SIGNING_KEY),
-        ]))
-        .expect("the test configuration is valid");
+        let telemetry = testkit::telemetry::install();
+        let mut config =
+            Config::from_vars(&database_service_vars(&[("PROCESSOR_LATENCY_MS", "0")]))
+                .expect("the test configuration is valid");
         config.backend.database = Secret::new(options);
         let signer = ChargeSigner::new(config.backend.charge_signing_key.clone());
         let db = Database::connect_lazy(
@@ -67,10 +71,8 @@ impl TestApp {
         );
         let router = payment_service::router(AppState::new(&config, db.clone()), &config);
         TestApp {
-            router,
+            app: InProcess::new(router, telemetry).with_database(db),
             signer,
-            db,
-            _telemetry: e2e::telemetry::install(),
         }
     }
 
@@ -85,10 +87,11 @@ impl TestApp {
 
     /// `POST /charge` with a JSON body and, if given, this `charge-signature`.
     pub async fn charge_signed(&self, body: &Value, signature: Option<&str>) -> TestResponse {
-        let mut headers = vec![("content-type", "application/json")];
-        headers.extend(signature.map(|s| (SIGNATURE_HEADER, s)));
-        self.send_with_headers(Method::POST, "/charge", &headers, body.to_string())
-            .await
+        let headers: Vec<(&str, &str)> = signature
+            .map(|s| (SIGNATURE_HEADER, s))
+            .into_iter()
+            .collect();
+        self.post_json("/charge", &headers, &body.to_string()).await
     }
 
     /// The signature the order service would send for `body`.
@@ -101,44 +104,20 @@ impl TestApp {
     pub async fn refusals_for(&self, order_id: Uuid) -> Vec<String> {
         sqlx::query_scalar("SELECT reason FROM refused_charges WHERE order_id = $1 ORDER BY id")
             .bind(order_id)
-            .fetch_all(self.db.pool())
+            .fetch_all(self.pool())
             .await
             .expect("reading refused charges")
     }
 
     /// `POST /charge` with a body given byte for byte, and any content type.
     pub async fn charge_raw(&self, content_type: &str, body: &str) -> TestResponse {
-        self.send(Method::POST, "/charge", Some(content_type), body.to_owned())
-            .await
-    }
-
-    pub async fn get(&self, path: &str) -> TestResponse {
-        self.send(Method::GET, path, None, String::new()).await
-    }
-
-    pub async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        content_type: Option<&str>,
-        body: String,
-    ) -> TestResponse {
-        let headers: Vec<(&str, &str)> = content_type
-            .map(|value| ("content-type", value))
-            .into_iter()
-            .collect();
-        self.send_with_headers(method, path, &headers, body).await
-    }
-
-    /// Any request, with exactly these headers.
-    pub async fn send_with_headers(
-        &self,
-        method: Method,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: String,
-    ) -> TestResponse {
-        e2e::response::oneshot(&self.router, method, path, headers, body).await
+        self.send(
+            Method::POST,
+            "/charge",
+            &[("content-type", content_type)],
+            body.to_owned(),
+        )
+        .await
     }
 
     /// Every payment recorded for `order_id` (the schema allows at most one).
@@ -148,7 +127,7 @@ impl TestApp {
              FROM payments WHERE order_id = $1",
         )
         .bind(order_id)
-        .fetch_all(self.db.pool())
+        .fetch_all(self.pool())
         .await
         .expect("reading payments")
     }
@@ -166,15 +145,7 @@ impl TestApp {
 
     /// How many rows `payments` has in all.
     pub async fn payment_count(&self) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM payments")
-            .fetch_one(self.db.pool())
-            .await
-            .expect("counting payments")
-    }
-
-    /// Closes the pool; see the field's comment.
-    pub async fn close(self) {
-        self.db.pool().close().await;
+        self.row_count("payments").await
     }
 }
 

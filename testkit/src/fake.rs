@@ -1,7 +1,8 @@
 //! Fake neighbours for handler tests: a service's router runs in-process, and the service it
 //! calls is a small axum router of the test's own, served on a free local port.
 //!
-//! Besides [`serve`], a few neighbours that misbehave in ways every client must survive: one
+//! Besides [`serve`] and the choice between a fake and a neighbour that is down
+//! ([`Neighbour`]), a few neighbours that misbehave in ways every client must survive: one
 //! that answers with a redirect ([`redirecting_to`]), one that records what reaches it
 //! ([`Recorder`], to show that nothing followed the redirect), and one that answers with a
 //! body far larger than any real answer ([`LargeBody`]).
@@ -50,6 +51,24 @@ pub async fn closed_port_url() -> String {
     let addr = socket.local_addr().expect("a bound address");
     HELD.lock().expect("the held ports").push(socket);
     format!("http://{addr}")
+}
+
+/// Where a service under test sends its calls: to the test's fake, or to a port nobody listens
+/// on ([`closed_port_url`]), so that every call fails to connect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Neighbour {
+    Fake,
+    Down,
+}
+
+impl Neighbour {
+    /// The URL to configure the service with; `fake` is the fake's.
+    pub async fn url(self, fake: String) -> String {
+        match self {
+            Neighbour::Fake => fake,
+            Neighbour::Down => closed_port_url().await,
+        }
+    }
 }
 
 /// A neighbour that records every request it receives (method, path, headers, body) and
