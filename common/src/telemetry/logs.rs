@@ -24,7 +24,7 @@ use std::{borrow::Cow, cell::RefCell, fmt, io::IsTerminal};
 
 use opentelemetry::{baggage::BaggageExt, trace::TraceContextExt};
 use serde::Serialize as _;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tracing::{Event, Subscriber, field::Field};
 use tracing_subscriber::{
     Layer,
@@ -92,48 +92,67 @@ impl EventFormat {
         event.record(&mut fields);
         let message = fields.message.take().unwrap_or_default();
 
-        let mut correlation = Vec::with_capacity(4);
         let cx = opentelemetry::Context::current();
-        let span_context = cx.span().span_context().clone();
-        if span_context.is_valid() {
-            correlation.push(("trace_id", span_context.trace_id().to_string()));
-            correlation.push(("span_id", span_context.span_id().to_string()));
-        }
+        let span = cx.span();
+        let span_context = span.span_context();
+        let ids = span_context.is_valid().then(|| {
+            (
+                span_context.trace_id().to_string(),
+                span_context.span_id().to_string(),
+            )
+        });
         // Sorted, so the text format is stable (Baggage is a hash map).
-        let mut baggage: Vec<(&str, String)> = cx
+        let mut baggage: Vec<(&str, &str)> = cx
             .baggage()
             .iter()
-            .map(|(key, (value, _))| (key.as_str(), value.to_string()))
+            .map(|(key, (value, _))| (key.as_str(), value.as_str()))
             .collect();
         baggage.sort_unstable();
+        let mut correlation: Vec<(&str, &str)> = Vec::with_capacity(2 + baggage.len());
+        if let Some((trace_id, span_id)) = &ids {
+            correlation.push(("trace_id", trace_id));
+            correlation.push(("span_id", span_id));
+        }
         correlation.extend(baggage);
 
         match self.format {
             LogFormat::Json => {
-                let mut line = Map::new();
-                line.insert("timestamp".into(), timestamp.into());
-                line.insert("level".into(), meta.level().as_str().into());
-                line.insert("service".into(), self.service.clone().into());
-                line.insert("target".into(), meta.target().into());
-                line.insert("message".into(), message.into());
-                for (k, v) in correlation {
+                // The members in order, each key once: the envelope first, then the
+                // correlation and the span name, then the event's fields. Written straight
+                // into the line, not gathered in a `serde_json::Map` first, which cost a
+                // `String` for every key and value and a hash of every key, on every line.
+                let mut line: Vec<(&str, JsonValue<'_>)> =
+                    Vec::with_capacity(6 + correlation.len() + fields.values.len());
+                line.push(("timestamp", JsonValue::Str(&timestamp)));
+                line.push(("level", JsonValue::Str(meta.level().as_str())));
+                line.push(("service", JsonValue::Str(&self.service)));
+                line.push(("target", JsonValue::Str(meta.target())));
+                line.push(("message", JsonValue::Str(&message)));
+                let has = |line: &[(&str, JsonValue<'_>)], key: &str| {
+                    line.iter().position(|(k, _)| *k == key)
+                };
+                for (k, v) in &correlation {
                     // Baggage keys come from callers: they never overwrite the envelope.
-                    line.entry(k).or_insert(v.into());
+                    if has(&line, k).is_none() {
+                        line.push((k, JsonValue::Str(v)));
+                    }
                 }
                 if let Some(name) = span_name {
-                    line.insert("span".into(), name.into());
+                    // The span's name wins over a baggage entry called `span`, in its place.
+                    match has(&line, "span") {
+                        Some(i) => line[i].1 = JsonValue::Str(name),
+                        None => line.push(("span", JsonValue::Str(name))),
+                    }
                 }
-                for (k, v) in fields.values {
+                for (k, v) in &fields.values {
                     // A field never overwrites the envelope: `message` or `trace_id` stay true.
-                    line.entry(k).or_insert(v);
+                    if has(&line, k).is_none() {
+                        line.push((k, JsonValue::Json(v)));
+                    }
                 }
                 let mut json = Vec::with_capacity(256);
-                line.serialize(&mut serde_json::Serializer::with_formatter(
-                    &mut json,
-                    EscapingFormatter,
-                ))
-                .map_err(|_| fmt::Error)?;
-                let json = String::from_utf8(json).map_err(|_| fmt::Error)?;
+                write_json_object(&mut json, &line).map_err(|_| fmt::Error)?;
+                let json = std::str::from_utf8(&json).map_err(|_| fmt::Error)?;
                 writeln!(writer, "{json}")
             }
             LogFormat::Text => {
@@ -156,7 +175,7 @@ impl EventFormat {
                     write!(writer, " span={}", text_value(name))?;
                 }
                 for (k, v) in correlation {
-                    write!(writer, " {}={}", text_value(k), text_value(&v))?;
+                    write!(writer, " {}={}", text_value(k), text_value(v))?;
                 }
                 writeln!(writer)
             }
@@ -305,6 +324,13 @@ impl serde_json::ser::Formatter for EscapingFormatter {
         writer: &mut W,
         fragment: &str,
     ) -> std::io::Result<()> {
+        // Almost every fragment (ids, names, messages) is printable ASCII, which holds no
+        // unsafe character: one check of its bytes, which the compiler vectorises, instead of
+        // decoding and classifying it char by char. DEL is ASCII but unsafe; every other
+        // unsafe character is a control byte or starts with a byte above 0x7e.
+        if fragment.bytes().all(|b| matches!(b, 0x20..=0x7e)) {
+            return writer.write_all(fragment.as_bytes());
+        }
         let mut start = 0;
         for (i, c) in fragment.char_indices() {
             if is_unsafe(c) {
@@ -318,18 +344,52 @@ impl serde_json::ser::Formatter for EscapingFormatter {
     }
 }
 
+/// A member's value in a JSON line: a string of the envelope or the correlation, or a field's
+/// typed value.
+enum JsonValue<'a> {
+    Str(&'a str),
+    Json(&'a Value),
+}
+
+/// `{"key":value,...}`, compact, every string through [`EscapingFormatter`]: what
+/// serializing a `serde_json::Map` of the same members in the same order writes.
+fn write_json_object(
+    out: &mut Vec<u8>,
+    members: &[(&str, JsonValue<'_>)],
+) -> serde_json::Result<()> {
+    use serde::Serializer as _;
+    // A serializer is two words; one per value keeps `out` free for the punctuation.
+    fn ser(out: &mut Vec<u8>) -> serde_json::Serializer<&mut Vec<u8>, EscapingFormatter> {
+        serde_json::Serializer::with_formatter(out, EscapingFormatter)
+    }
+    out.push(b'{');
+    for (i, (key, value)) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        ser(out).serialize_str(key)?;
+        out.push(b':');
+        match value {
+            JsonValue::Str(s) => ser(out).serialize_str(s)?,
+            JsonValue::Json(v) => v.serialize(&mut ser(out))?,
+        }
+    }
+    out.push(b'}');
+    Ok(())
+}
+
 /// Collects an event's fields as JSON values, keeping numbers and booleans typed.
 #[derive(Default)]
 struct FieldMap {
     message: Option<String>,
-    values: Vec<(String, Value)>,
+    values: Vec<(&'static str, Value)>,
 }
 
 impl FieldMap {
     fn push(&mut self, field: &Field, value: Value) {
         // `log` records bridged into tracing carry their metadata as `log.*` fields.
         if !field.name().starts_with("log.") {
-            self.values.push((field.name().to_owned(), value));
+            self.values.push((field.name(), value));
         }
     }
 }
@@ -454,6 +514,53 @@ mod tests {
             line["message"], "charging",
             "a baggage key never replaces the message"
         );
+    }
+
+    #[test]
+    fn a_json_line_keeps_its_members_in_order_and_each_key_once() {
+        use opentelemetry::{KeyValue, baggage::BaggageExt};
+        let out = capture(LogFormat::Json, || {
+            let span = tracing::info_span!("charge_card");
+            let _ = span.set_parent(opentelemetry::Context::new().with_baggage([
+                KeyValue::new("user_id", "42"),
+                KeyValue::new("span", "spoofed"),
+                KeyValue::new("message", "spoofed"),
+                KeyValue::new("customer_tier", "gold"),
+            ]));
+            let _entered = span.enter();
+            tracing::info!(trace_id = "forged", amount = 5, "charging");
+        });
+        assert!(out.starts_with(r#"{"timestamp":""#), "compact: {out}");
+        assert!(out.ends_with("}\n"), "{out}");
+        let line: serde_json::Map<String, Value> = serde_json::from_str(out.trim()).unwrap();
+        let keys: Vec<&str> = line.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "timestamp",
+                "level",
+                "service",
+                "target",
+                "message",
+                "trace_id",
+                "span_id",
+                "customer_tier",
+                "span",
+                "user_id",
+                "amount"
+            ],
+            "the envelope, the correlation with sorted baggage, then the fields"
+        );
+        assert_eq!(line["message"], "charging");
+        assert_eq!(
+            line["span"], "charge_card",
+            "the span name wins over baggage"
+        );
+        assert_ne!(
+            line["trace_id"], "forged",
+            "a field never replaces the envelope"
+        );
+        assert_eq!(line["amount"], 5);
     }
 
     #[test]
