@@ -5,8 +5,10 @@
 //! `customer_tier`, set by the gateway), so a log line found by grep opens the trace in Jaeger
 //! and a trace's spans lead back to their log lines.
 //!
-//! The ids come from the OpenTelemetry context that `tracing-opentelemetry` makes current
-//! whenever a span is entered, so they are the same ids the exporter sends, sampled or not.
+//! The ids come from the OpenTelemetry context that `tracing-opentelemetry` keeps for the
+//! span the line was written in (the innermost one it knows, for a line in a span of the
+//! plumbing), so they are the same ids the exporter sends, sampled or not. The layer does not
+//! make that context current on every enter (see `otel_layer`): the lines look it up instead.
 //!
 //! Two formats: JSON lines (one object per line, for containers and log shippers) and
 //! readable text (for a terminal). `LOG_FORMAT` chooses; by default a terminal gets text
@@ -20,12 +22,12 @@
 //! as `\uXXXX` (serde_json escapes only C0), in text as `\n`, `\u{1b}`, with values that are
 //! not plain words quoted, so a value cannot pose as another `key=value` either.
 
-use std::{borrow::Cow, cell::RefCell, fmt, io::IsTerminal};
+use std::{borrow::Cow, cell::RefCell, fmt, io::IsTerminal, sync::OnceLock};
 
 use opentelemetry::{baggage::BaggageExt, trace::TraceContextExt};
 use serde::Serialize as _;
 use serde_json::Value;
-use tracing::{Event, Subscriber, field::Field};
+use tracing::{Dispatch, Event, Subscriber, dispatcher::WeakDispatch, field::Field};
 use tracing_subscriber::{
     Layer,
     fmt::{
@@ -77,11 +79,13 @@ impl EventFormat {
 }
 
 impl EventFormat {
-    /// Writes `event`, logged in the span named `span_name`, as one line.
+    /// Writes `event`, logged in the span named `span_name` whose OpenTelemetry context is
+    /// `cx`, as one line.
     fn write_line(
         &self,
         mut writer: Writer<'_>,
         span_name: Option<&str>,
+        cx: &opentelemetry::Context,
         event: &Event<'_>,
     ) -> fmt::Result {
         let mut timestamp = String::new();
@@ -92,7 +96,6 @@ impl EventFormat {
         event.record(&mut fields);
         let message = fields.message.take().unwrap_or_default();
 
-        let cx = opentelemetry::Context::current();
         let span = cx.span();
         let span_context = span.span_context();
         let ids = span_context.is_valid().then(|| {
@@ -197,11 +200,19 @@ impl EventFormat {
 pub struct LogLayer<W> {
     format: EventFormat,
     writer: W,
+    /// The subscriber this layer is part of, set when it is registered: asking the
+    /// OpenTelemetry layer for a span's context needs it, and inside a layer's callback the
+    /// thread's default dispatcher is a no-op one (tracing's guard against recursion).
+    dispatch: OnceLock<WeakDispatch>,
 }
 
 impl<W> LogLayer<W> {
     pub fn new(format: EventFormat, writer: W) -> Self {
-        LogLayer { format, writer }
+        LogLayer {
+            format,
+            writer,
+            dispatch: OnceLock::new(),
+        }
     }
 }
 
@@ -214,11 +225,27 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     W: for<'w> MakeWriter<'w> + 'static,
 {
+    fn on_register_dispatch(&self, subscriber: &Dispatch) {
+        let _ = self.dispatch.set(subscriber.downgrade());
+    }
+
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         thread_local! {
             static LINE: RefCell<String> = const { RefCell::new(String::new()) };
         }
-        let span_name = ctx.lookup_current().map(|span| span.name());
+        let current = ctx.lookup_current();
+        let span_name = current.as_ref().map(|span| span.name());
+        // The context of the innermost span that the OpenTelemetry layer has one for: the
+        // current span's, or an ancestor's when the current span is one of the plumbing's,
+        // which that layer never sees.
+        let dispatch = self.dispatch.get().and_then(WeakDispatch::upgrade);
+        let cx = current
+            .zip(dispatch)
+            .and_then(|(span, dispatch)| {
+                span.scope()
+                    .find_map(|span| tracing_opentelemetry::get_otel_context(&span.id(), &dispatch))
+            })
+            .unwrap_or_default();
         LINE.with(|line| {
             // An event logged while a line is being written (by a field's `Debug`, say)
             // gets a buffer of its own rather than a panic.
@@ -233,7 +260,7 @@ where
             };
             if self
                 .format
-                .write_line(Writer::new(buf), span_name, event)
+                .write_line(Writer::new(buf), span_name, &cx, event)
                 .is_ok()
             {
                 // Nowhere to report a failed write to: stdout is where reports go.
@@ -439,7 +466,7 @@ mod tests {
 
     use opentelemetry::trace::TracerProvider as _;
     use tracing_opentelemetry::OpenTelemetrySpanExt;
-    use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt};
+    use tracing_subscriber::{Layer as _, layer::SubscriberExt, util::SubscriberInitExt};
 
     use super::*;
 
@@ -461,8 +488,12 @@ mod tests {
         let buffer = Buffer::default();
         let writer = buffer.clone();
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        // The services' own OpenTelemetry layer, which does not make contexts current.
         let subscriber = tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
+            .with(
+                crate::telemetry::otel_layer(provider.tracer("test"))
+                    .with_filter(crate::telemetry::span_filter()),
+            )
             .with(LogLayer::new(
                 EventFormat::new("order-service", format),
                 move || writer.clone(),
@@ -514,6 +545,26 @@ mod tests {
             line["message"], "charging",
             "a baggage key never replaces the message"
         );
+    }
+
+    #[test]
+    fn a_line_in_a_span_of_the_plumbing_carries_the_ids_of_the_span_around_it() {
+        let mut ids = (String::new(), String::new());
+        let out = capture(LogFormat::Json, || {
+            let span = tracing::info_span!("save_order");
+            let _entered = span.enter();
+            let cx = span.context();
+            let sc = cx.span().span_context().clone();
+            ids = (sc.trace_id().to_string(), sc.span_id().to_string());
+            // The OpenTelemetry layer never sees hyper's spans (`span_filter`).
+            let plumbing = tracing::info_span!(target: "hyper", "connection");
+            let _in_plumbing = plumbing.enter();
+            tracing::info!("inside the plumbing");
+        });
+        let line: Value = serde_json::from_str(out.trim()).expect("one JSON object");
+        assert_eq!(line["trace_id"], ids.0.as_str());
+        assert_eq!(line["span_id"], ids.1.as_str());
+        assert_eq!(line["span"], "connection");
     }
 
     #[test]
