@@ -21,6 +21,9 @@
 //!
 //! ```sh
 //! cargo bench -p common --bench instrumentation
+//! # Instructions of exactly 10 000 requests of one set-up, repeatable on a busy machine:
+//! INSTRUMENTATION_SETUP=unsampled valgrind --tool=callgrind --toggle-collect='*::counted*' \
+//!     target/release/deps/instrumentation-<hash> --bench --profile-time 1
 //! ```
 
 use std::{alloc::System, collections::HashMap, hint::black_box, time::Duration};
