@@ -21,6 +21,9 @@
 //!
 //! ```sh
 //! cargo bench -p common --bench instrumentation
+//! # Instructions of exactly 10 000 requests of one set-up, repeatable on a busy machine:
+//! INSTRUMENTATION_SETUP=unsampled valgrind --tool=callgrind --toggle-collect='*::counted*' \
+//!     target/release/deps/instrumentation-<hash> --bench --profile-time 1
 //! ```
 
 use std::{alloc::System, collections::HashMap, hint::black_box, time::Duration};
@@ -182,6 +185,26 @@ async fn request(db: &Database, propagator: &impl TextMapPropagator, flag: &str)
     .await;
 }
 
+/// `N` requests, the allocations they made counted. Not inlined, so a profiler can count
+/// exactly these requests: `valgrind --tool=callgrind --toggle-collect='*::counted*'`
+/// collects the instructions of this loop alone, a fixed amount of work however busy the
+/// machine is (criterion's timed iterations run a number of times that depends on the clock).
+#[inline(never)]
+fn counted(
+    rt: &tokio::runtime::Runtime,
+    db: &Database,
+    propagator: &impl TextMapPropagator,
+    flag: &str,
+) -> stats_alloc::Stats {
+    let region = Region::new(GLOBAL);
+    for _ in 0..COUNTED_REQUESTS {
+        rt.block_on(request(db, propagator, flag));
+    }
+    region.change()
+}
+
+const COUNTED_REQUESTS: u64 = 10_000;
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -200,24 +223,26 @@ fn bench(c: &mut Criterion) {
         )
     });
     let propagator = common::telemetry::propagator();
+    // `INSTRUMENTATION_SETUP=unsampled` runs only the set-up of that name, so a profile of
+    // one set-up holds only that set-up's requests.
+    let filter = std::env::var("INSTRUMENTATION_SETUP").ok();
     let mut group = c.benchmark_group("request instrumentation (5 spans)");
     for (name, dispatch, provider) in setups() {
+        if filter.as_deref().is_some_and(|f| f != name) {
+            continue;
+        }
         let flag = if name == "unsampled" { "00" } else { "01" };
         tracing::dispatcher::with_default(&dispatch, || {
             // Allocations, counted over many requests after a warm-up.
             for _ in 0..100 {
                 rt.block_on(request(&db, &propagator, flag));
             }
-            const N: u64 = 10_000;
-            let region = Region::new(GLOBAL);
-            for _ in 0..N {
-                rt.block_on(request(&db, &propagator, flag));
-            }
-            let stats = region.change();
+            let stats = counted(&rt, &db, &propagator, flag);
+            let spans = (COUNTED_REQUESTS * SPANS_PER_REQUEST) as f64;
             println!(
                 "{name}: {:.1} allocations and {:.0} bytes per span",
-                stats.allocations as f64 / (N * SPANS_PER_REQUEST) as f64,
-                stats.bytes_allocated as f64 / (N * SPANS_PER_REQUEST) as f64,
+                stats.allocations as f64 / spans,
+                stats.bytes_allocated as f64 / spans,
             );
             group.bench_function(name, |b| {
                 b.iter(|| rt.block_on(request(&db, &propagator, flag)))

@@ -5,8 +5,10 @@
 //! `customer_tier`, set by the gateway), so a log line found by grep opens the trace in Jaeger
 //! and a trace's spans lead back to their log lines.
 //!
-//! The ids come from the OpenTelemetry context that `tracing-opentelemetry` makes current
-//! whenever a span is entered, so they are the same ids the exporter sends, sampled or not.
+//! The ids come from the OpenTelemetry context that `tracing-opentelemetry` keeps for the
+//! span the line was written in (the innermost one it knows, for a line in a span of the
+//! plumbing), so they are the same ids the exporter sends, sampled or not. The layer does not
+//! make that context current on every enter (see `otel_layer`): the lines look it up instead.
 //!
 //! Two formats: JSON lines (one object per line, for containers and log shippers) and
 //! readable text (for a terminal). `LOG_FORMAT` chooses; by default a terminal gets text
@@ -20,12 +22,12 @@
 //! as `\uXXXX` (serde_json escapes only C0), in text as `\n`, `\u{1b}`, with values that are
 //! not plain words quoted, so a value cannot pose as another `key=value` either.
 
-use std::{borrow::Cow, cell::RefCell, fmt, io::IsTerminal};
+use std::{borrow::Cow, cell::RefCell, fmt, io::IsTerminal, sync::OnceLock};
 
 use opentelemetry::{baggage::BaggageExt, trace::TraceContextExt};
 use serde::Serialize as _;
-use serde_json::{Map, Value};
-use tracing::{Event, Subscriber, field::Field};
+use serde_json::Value;
+use tracing::{Dispatch, Event, Subscriber, dispatcher::WeakDispatch, field::Field};
 use tracing_subscriber::{
     Layer,
     fmt::{
@@ -77,11 +79,13 @@ impl EventFormat {
 }
 
 impl EventFormat {
-    /// Writes `event`, logged in the span named `span_name`, as one line.
+    /// Writes `event`, logged in the span named `span_name` whose OpenTelemetry context is
+    /// `cx`, as one line.
     fn write_line(
         &self,
         mut writer: Writer<'_>,
         span_name: Option<&str>,
+        cx: &opentelemetry::Context,
         event: &Event<'_>,
     ) -> fmt::Result {
         let mut timestamp = String::new();
@@ -92,48 +96,66 @@ impl EventFormat {
         event.record(&mut fields);
         let message = fields.message.take().unwrap_or_default();
 
-        let mut correlation = Vec::with_capacity(4);
-        let cx = opentelemetry::Context::current();
-        let span_context = cx.span().span_context().clone();
-        if span_context.is_valid() {
-            correlation.push(("trace_id", span_context.trace_id().to_string()));
-            correlation.push(("span_id", span_context.span_id().to_string()));
-        }
+        let span = cx.span();
+        let span_context = span.span_context();
+        let ids = span_context.is_valid().then(|| {
+            (
+                span_context.trace_id().to_string(),
+                span_context.span_id().to_string(),
+            )
+        });
         // Sorted, so the text format is stable (Baggage is a hash map).
-        let mut baggage: Vec<(&str, String)> = cx
+        let mut baggage: Vec<(&str, &str)> = cx
             .baggage()
             .iter()
-            .map(|(key, (value, _))| (key.as_str(), value.to_string()))
+            .map(|(key, (value, _))| (key.as_str(), value.as_str()))
             .collect();
         baggage.sort_unstable();
+        let mut correlation: Vec<(&str, &str)> = Vec::with_capacity(2 + baggage.len());
+        if let Some((trace_id, span_id)) = &ids {
+            correlation.push(("trace_id", trace_id));
+            correlation.push(("span_id", span_id));
+        }
         correlation.extend(baggage);
 
         match self.format {
             LogFormat::Json => {
-                let mut line = Map::new();
-                line.insert("timestamp".into(), timestamp.into());
-                line.insert("level".into(), meta.level().as_str().into());
-                line.insert("service".into(), self.service.clone().into());
-                line.insert("target".into(), meta.target().into());
-                line.insert("message".into(), message.into());
-                for (k, v) in correlation {
+                // The members in order, each key once: the envelope first, then the
+                // correlation and the span name, then the event's fields. Written straight
+                // into the line, not gathered in a `serde_json::Map` first, which cost a
+                // `String` for every key and value and a hash of every key, on every line.
+                let mut line: Vec<(&str, JsonValue<'_>)> =
+                    Vec::with_capacity(6 + correlation.len() + fields.values.len());
+                line.push(("timestamp", JsonValue::Str(&timestamp)));
+                line.push(("level", JsonValue::Str(meta.level().as_str())));
+                line.push(("service", JsonValue::Str(&self.service)));
+                line.push(("target", JsonValue::Str(meta.target())));
+                line.push(("message", JsonValue::Str(&message)));
+                let has = |line: &[(&str, JsonValue<'_>)], key: &str| {
+                    line.iter().position(|(k, _)| *k == key)
+                };
+                for (k, v) in &correlation {
                     // Baggage keys come from callers: they never overwrite the envelope.
-                    line.entry(k).or_insert(v.into());
+                    if has(&line, k).is_none() {
+                        line.push((k, JsonValue::Str(v)));
+                    }
                 }
                 if let Some(name) = span_name {
-                    line.insert("span".into(), name.into());
+                    // The span's name wins over a baggage entry called `span`, in its place.
+                    match has(&line, "span") {
+                        Some(i) => line[i].1 = JsonValue::Str(name),
+                        None => line.push(("span", JsonValue::Str(name))),
+                    }
                 }
-                for (k, v) in fields.values {
+                for (k, v) in &fields.values {
                     // A field never overwrites the envelope: `message` or `trace_id` stay true.
-                    line.entry(k).or_insert(v);
+                    if has(&line, k).is_none() {
+                        line.push((k, JsonValue::Json(v)));
+                    }
                 }
                 let mut json = Vec::with_capacity(256);
-                line.serialize(&mut serde_json::Serializer::with_formatter(
-                    &mut json,
-                    EscapingFormatter,
-                ))
-                .map_err(|_| fmt::Error)?;
-                let json = String::from_utf8(json).map_err(|_| fmt::Error)?;
+                write_json_object(&mut json, &line).map_err(|_| fmt::Error)?;
+                let json = std::str::from_utf8(&json).map_err(|_| fmt::Error)?;
                 writeln!(writer, "{json}")
             }
             LogFormat::Text => {
@@ -156,7 +178,7 @@ impl EventFormat {
                     write!(writer, " span={}", text_value(name))?;
                 }
                 for (k, v) in correlation {
-                    write!(writer, " {}={}", text_value(k), text_value(&v))?;
+                    write!(writer, " {}={}", text_value(k), text_value(v))?;
                 }
                 writeln!(writer)
             }
@@ -178,11 +200,19 @@ impl EventFormat {
 pub struct LogLayer<W> {
     format: EventFormat,
     writer: W,
+    /// The subscriber this layer is part of, set when it is registered: asking the
+    /// OpenTelemetry layer for a span's context needs it, and inside a layer's callback the
+    /// thread's default dispatcher is a no-op one (tracing's guard against recursion).
+    dispatch: OnceLock<WeakDispatch>,
 }
 
 impl<W> LogLayer<W> {
     pub fn new(format: EventFormat, writer: W) -> Self {
-        LogLayer { format, writer }
+        LogLayer {
+            format,
+            writer,
+            dispatch: OnceLock::new(),
+        }
     }
 }
 
@@ -195,11 +225,27 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     W: for<'w> MakeWriter<'w> + 'static,
 {
+    fn on_register_dispatch(&self, subscriber: &Dispatch) {
+        let _ = self.dispatch.set(subscriber.downgrade());
+    }
+
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         thread_local! {
             static LINE: RefCell<String> = const { RefCell::new(String::new()) };
         }
-        let span_name = ctx.lookup_current().map(|span| span.name());
+        let current = ctx.lookup_current();
+        let span_name = current.as_ref().map(|span| span.name());
+        // The context of the innermost span that the OpenTelemetry layer has one for: the
+        // current span's, or an ancestor's when the current span is one of the plumbing's,
+        // which that layer never sees.
+        let dispatch = self.dispatch.get().and_then(WeakDispatch::upgrade);
+        let cx = current
+            .zip(dispatch)
+            .and_then(|(span, dispatch)| {
+                span.scope()
+                    .find_map(|span| tracing_opentelemetry::get_otel_context(&span.id(), &dispatch))
+            })
+            .unwrap_or_default();
         LINE.with(|line| {
             // An event logged while a line is being written (by a field's `Debug`, say)
             // gets a buffer of its own rather than a panic.
@@ -214,7 +260,7 @@ where
             };
             if self
                 .format
-                .write_line(Writer::new(buf), span_name, event)
+                .write_line(Writer::new(buf), span_name, &cx, event)
                 .is_ok()
             {
                 // Nowhere to report a failed write to: stdout is where reports go.
@@ -305,6 +351,13 @@ impl serde_json::ser::Formatter for EscapingFormatter {
         writer: &mut W,
         fragment: &str,
     ) -> std::io::Result<()> {
+        // Almost every fragment (ids, names, messages) is printable ASCII, which holds no
+        // unsafe character: one check of its bytes, which the compiler vectorises, instead of
+        // decoding and classifying it char by char. DEL is ASCII but unsafe; every other
+        // unsafe character is a control byte or starts with a byte above 0x7e.
+        if fragment.bytes().all(|b| matches!(b, 0x20..=0x7e)) {
+            return writer.write_all(fragment.as_bytes());
+        }
         let mut start = 0;
         for (i, c) in fragment.char_indices() {
             if is_unsafe(c) {
@@ -318,18 +371,52 @@ impl serde_json::ser::Formatter for EscapingFormatter {
     }
 }
 
+/// A member's value in a JSON line: a string of the envelope or the correlation, or a field's
+/// typed value.
+enum JsonValue<'a> {
+    Str(&'a str),
+    Json(&'a Value),
+}
+
+/// `{"key":value,...}`, compact, every string through [`EscapingFormatter`]: what
+/// serializing a `serde_json::Map` of the same members in the same order writes.
+fn write_json_object(
+    out: &mut Vec<u8>,
+    members: &[(&str, JsonValue<'_>)],
+) -> serde_json::Result<()> {
+    use serde::Serializer as _;
+    // A serializer is two words; one per value keeps `out` free for the punctuation.
+    fn ser(out: &mut Vec<u8>) -> serde_json::Serializer<&mut Vec<u8>, EscapingFormatter> {
+        serde_json::Serializer::with_formatter(out, EscapingFormatter)
+    }
+    out.push(b'{');
+    for (i, (key, value)) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        ser(out).serialize_str(key)?;
+        out.push(b':');
+        match value {
+            JsonValue::Str(s) => ser(out).serialize_str(s)?,
+            JsonValue::Json(v) => v.serialize(&mut ser(out))?,
+        }
+    }
+    out.push(b'}');
+    Ok(())
+}
+
 /// Collects an event's fields as JSON values, keeping numbers and booleans typed.
 #[derive(Default)]
 struct FieldMap {
     message: Option<String>,
-    values: Vec<(String, Value)>,
+    values: Vec<(&'static str, Value)>,
 }
 
 impl FieldMap {
     fn push(&mut self, field: &Field, value: Value) {
         // `log` records bridged into tracing carry their metadata as `log.*` fields.
         if !field.name().starts_with("log.") {
-            self.values.push((field.name().to_owned(), value));
+            self.values.push((field.name(), value));
         }
     }
 }
@@ -379,7 +466,7 @@ mod tests {
 
     use opentelemetry::trace::TracerProvider as _;
     use tracing_opentelemetry::OpenTelemetrySpanExt;
-    use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt};
+    use tracing_subscriber::{Layer as _, layer::SubscriberExt, util::SubscriberInitExt};
 
     use super::*;
 
@@ -401,8 +488,12 @@ mod tests {
         let buffer = Buffer::default();
         let writer = buffer.clone();
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        // The services' own OpenTelemetry layer, which does not make contexts current.
         let subscriber = tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
+            .with(
+                crate::telemetry::otel_layer(provider.tracer("test"))
+                    .with_filter(crate::telemetry::span_filter()),
+            )
             .with(LogLayer::new(
                 EventFormat::new("order-service", format),
                 move || writer.clone(),
@@ -454,6 +545,73 @@ mod tests {
             line["message"], "charging",
             "a baggage key never replaces the message"
         );
+    }
+
+    #[test]
+    fn a_line_in_a_span_of_the_plumbing_carries_the_ids_of_the_span_around_it() {
+        let mut ids = (String::new(), String::new());
+        let out = capture(LogFormat::Json, || {
+            let span = tracing::info_span!("save_order");
+            let _entered = span.enter();
+            let cx = span.context();
+            let sc = cx.span().span_context().clone();
+            ids = (sc.trace_id().to_string(), sc.span_id().to_string());
+            // The OpenTelemetry layer never sees hyper's spans (`span_filter`).
+            let plumbing = tracing::info_span!(target: "hyper", "connection");
+            let _in_plumbing = plumbing.enter();
+            tracing::info!("inside the plumbing");
+        });
+        let line: Value = serde_json::from_str(out.trim()).expect("one JSON object");
+        assert_eq!(line["trace_id"], ids.0.as_str());
+        assert_eq!(line["span_id"], ids.1.as_str());
+        assert_eq!(line["span"], "connection");
+    }
+
+    #[test]
+    fn a_json_line_keeps_its_members_in_order_and_each_key_once() {
+        use opentelemetry::{KeyValue, baggage::BaggageExt};
+        let out = capture(LogFormat::Json, || {
+            let span = tracing::info_span!("charge_card");
+            let _ = span.set_parent(opentelemetry::Context::new().with_baggage([
+                KeyValue::new("user_id", "42"),
+                KeyValue::new("span", "spoofed"),
+                KeyValue::new("message", "spoofed"),
+                KeyValue::new("customer_tier", "gold"),
+            ]));
+            let _entered = span.enter();
+            tracing::info!(trace_id = "forged", amount = 5, "charging");
+        });
+        assert!(out.starts_with(r#"{"timestamp":""#), "compact: {out}");
+        assert!(out.ends_with("}\n"), "{out}");
+        let line: serde_json::Map<String, Value> = serde_json::from_str(out.trim()).unwrap();
+        let keys: Vec<&str> = line.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "timestamp",
+                "level",
+                "service",
+                "target",
+                "message",
+                "trace_id",
+                "span_id",
+                "customer_tier",
+                "span",
+                "user_id",
+                "amount"
+            ],
+            "the envelope, the correlation with sorted baggage, then the fields"
+        );
+        assert_eq!(line["message"], "charging");
+        assert_eq!(
+            line["span"], "charge_card",
+            "the span name wins over baggage"
+        );
+        assert_ne!(
+            line["trace_id"], "forged",
+            "a field never replaces the envelope"
+        );
+        assert_eq!(line["amount"], 5);
     }
 
     #[test]
