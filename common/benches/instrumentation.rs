@@ -63,9 +63,10 @@ impl SpanExporter for Discard {
 }
 
 fn provider(sampled: bool) -> SdkTracerProvider {
-    let base = match sampled {
-        true => Sampler::AlwaysOn,
-        false => Sampler::AlwaysOff,
+    let base = if sampled {
+        Sampler::AlwaysOn
+    } else {
+        Sampler::AlwaysOff
     };
     SdkTracerProvider::builder()
         .with_sampler(Sampler::ParentBased(Box::new(base)))
@@ -160,7 +161,7 @@ async fn request(db: &Database, propagator: &impl TextMapPropagator, flag: &str)
                 black_box(42);
             });
             let _ = db
-                .traced(&INSERT_ORDER, async { Ok::<_, sqlx::Error>(()) }, |_| 1)
+                .traced(&INSERT_ORDER, async { Ok::<_, sqlx::Error>(()) }, |()| 1)
                 .await;
             let client = tracing::info_span!(
                 "POST /charge",
@@ -212,7 +213,7 @@ fn bench(c: &mut Criterion) {
         .expect("a runtime");
     let db = rt.block_on(async {
         Database::connect_lazy(
-            common::config::Secret::new(
+            &common::config::Secret::new(
                 "postgres://bench@127.0.0.1:1/bench".parse().expect("a URL"),
             ),
             PoolSettings {
@@ -245,7 +246,7 @@ fn bench(c: &mut Criterion) {
                 stats.bytes_allocated as f64 / spans,
             );
             group.bench_function(name, |b| {
-                b.iter(|| rt.block_on(request(&db, &propagator, flag)))
+                b.iter(|| rt.block_on(request(&db, &propagator, flag)));
             });
         });
         if let Some(provider) = provider {

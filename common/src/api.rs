@@ -22,7 +22,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer, de::Error as _};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-/// An order id: a UUIDv7, so ids sort by creation time.
+/// An order id: a `UUIDv7`, so ids sort by creation time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
 #[serde(transparent)]
 #[sqlx(transparent)]
@@ -386,6 +386,29 @@ pub enum AmountError {
     ExponentOutOfRange,
 }
 
+/// The exponent of a JSON number, the text after its `e`: an optional sign and digits. More
+/// than three significant digits is out of range for any amount.
+fn parse_exponent(exp_text: &str) -> Result<i32, AmountError> {
+    let exp_digits = exp_text.trim_start_matches(['+', '-']);
+    if exp_digits.is_empty()
+        || exp_text.len() - exp_digits.len() > 1
+        || !exp_digits.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(AmountError::NotANumber);
+    }
+    if exp_digits.trim_start_matches('0').len() > 3 {
+        return Err(AmountError::ExponentOutOfRange);
+    }
+    let exponent = exp_digits
+        .parse::<i32>()
+        .map_err(|_| AmountError::NotANumber)?;
+    Ok(if exp_text.starts_with('-') {
+        -exponent
+    } else {
+        exponent
+    })
+}
+
 impl DecimalAmount {
     /// Parses the text of a JSON number.
     pub fn parse(literal: &str) -> Result<Self, AmountError> {
@@ -418,23 +441,7 @@ impl DecimalAmount {
         }
         let mut exponent: i32 = 0;
         if matches!(bytes.get(i), Some(b'e' | b'E')) {
-            let exp_text = &literal[i + 1..];
-            let exp_digits = exp_text.trim_start_matches(['+', '-']);
-            if exp_digits.is_empty()
-                || exp_text.len() - exp_digits.len() > 1
-                || !exp_digits.bytes().all(|b| b.is_ascii_digit())
-            {
-                return Err(AmountError::NotANumber);
-            }
-            if exp_digits.trim_start_matches('0').len() > 3 {
-                return Err(AmountError::ExponentOutOfRange);
-            }
-            exponent = exp_digits
-                .parse::<i32>()
-                .map_err(|_| AmountError::NotANumber)?;
-            if exp_text.starts_with('-') {
-                exponent = -exponent;
-            }
+            exponent = parse_exponent(&literal[i + 1..])?;
             i = literal.len();
         }
         if i != literal.len() {
@@ -444,11 +451,14 @@ impl DecimalAmount {
         let digits = all_digits.trim_start_matches('0');
         // Trailing zeros carry no value; dropping them makes 42.50 and 42.5 compare equal.
         let trimmed = digits.trim_end_matches('0');
-        let dropped = (digits.len() - trimmed.len()) as i32;
+        // A literal longer than i32::MAX digits cannot arrive (bodies are bounded far below),
+        // but the conversion says so rather than wrap.
+        let length = |s: &str| i32::try_from(s.len()).map_err(|_| AmountError::TooLarge);
+        let dropped = length(digits)? - length(trimmed)?;
         let scale = if trimmed.is_empty() {
             0
         } else {
-            frac_part.len() as i32 - exponent - dropped
+            length(frac_part)? - exponent - dropped
         };
         Ok(DecimalAmount {
             literal: literal.to_owned(),
@@ -464,16 +474,18 @@ impl DecimalAmount {
         if self.digits.is_empty() {
             return Ok(0);
         }
-        let shift = exponent as i32 - self.scale;
-        if shift < 0 {
-            return Err(AmountError::TooPrecise {
-                max_decimals: exponent,
-            });
-        }
+        let too_precise = AmountError::TooPrecise {
+            max_decimals: exponent,
+        };
+        let shift = i32::try_from(exponent)
+            .ok()
+            .and_then(|e| e.checked_sub(self.scale))
+            .and_then(|shift| u32::try_from(shift).ok())
+            .ok_or(too_precise)?;
         // More digits than an i128 holds is too large for any currency.
         let mantissa: i128 = self.digits.parse().map_err(|_| AmountError::TooLarge)?;
         let value = 10_i128
-            .checked_pow(shift as u32)
+            .checked_pow(shift)
             .and_then(|p| mantissa.checked_mul(p))
             .ok_or(AmountError::TooLarge)?;
         let value = if self.negative { -value } else { value };

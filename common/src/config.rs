@@ -228,7 +228,7 @@ impl Vars {
                 value: "<redacted>".to_owned(),
                 reason,
             },
-            missing => missing,
+            missing @ ConfigError::Missing { .. } => missing,
         })
     }
 

@@ -118,7 +118,7 @@ impl Database {
     ///
     /// The options hold the password, so they arrive as a [`Secret`]; once inside the pool
     /// they are out of reach of `Debug` (sqlx prints a pool's sizes, not its options).
-    pub fn connect_lazy(options: Secret<PgConnectOptions>, settings: PoolSettings) -> Self {
+    pub fn connect_lazy(options: &Secret<PgConnectOptions>, settings: PoolSettings) -> Self {
         let options = options.expose_secret().clone();
         let target = Target {
             namespace: options
@@ -156,14 +156,14 @@ impl Database {
     /// [`migrate`](Self::migrate), retried for up to a minute while the database is still
     /// starting (a container that comes up before Postgres accepts connections).
     pub async fn migrate_when_ready(&self) -> Result<(), MigrateError> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let deadline = tokio::time::Instant::now() + Duration::from_mins(1);
         let mut pause = Duration::from_millis(250);
         loop {
             match self.migrate().await {
                 Err(MigrateError::Execute(e))
                     if is_unavailable(&e) && tokio::time::Instant::now() < deadline =>
                 {
-                    tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "database not reachable yet");
+                    tracing::warn!(error = %e, retry_in_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX), "database not reachable yet");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(2));
                 }
@@ -254,13 +254,16 @@ impl Database {
         let result = run.instrument(span.clone()).await;
         match &result {
             Ok(value) => {
-                span.record("db.response.returned_rows", returned_rows(value) as i64);
+                span.record(
+                    "db.response.returned_rows",
+                    i64::try_from(returned_rows(value)).unwrap_or(i64::MAX),
+                );
             }
             Err(error) => {
                 let sqlstate = error
                     .as_database_error()
-                    .and_then(|e| e.code())
-                    .map(|code| code.into_owned());
+                    .and_then(sqlx::error::DatabaseError::code)
+                    .map(std::borrow::Cow::into_owned);
                 if let Some(code) = &sqlstate {
                     span.record("db.response.status_code", code.as_str());
                 }
@@ -317,7 +320,7 @@ mod tests {
             format!("{options:?}").contains("hunter2"),
             "sqlx prints the password, which is why the options travel as a Secret"
         );
-        let db = Database::connect_lazy(Secret::new(options), PoolSettings::default());
+        let db = Database::connect_lazy(&Secret::new(options), PoolSettings::default());
         let printed = format!("{db:?}");
         assert!(!printed.contains("hunter2"), "{printed}");
         assert!(

@@ -53,6 +53,10 @@ where
     }
 }
 
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "used as `map_err(json_rejection)`"
+)]
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     let (status, code, message) = match &rejection {
         JsonRejection::JsonDataError(e) => (
@@ -104,6 +108,10 @@ where
     }
 }
 
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "used as `map_err(path_rejection)`"
+)]
 fn path_rejection(rejection: PathRejection) -> ApiError {
     // A route and its extractor that do not fit (a missing parameter, a type serde cannot
     // read from a path) are a bug in the service, not in the request: a 500, and a red span.

@@ -259,7 +259,9 @@ impl ServiceClient {
         if declared.is_some_and(|length| length > limit as u64) {
             return Err(too_large);
         }
-        let mut body = Vec::with_capacity(declared.unwrap_or(0) as usize);
+        // At most `limit` (a usize) by the check above.
+        let mut body =
+            Vec::with_capacity(declared.map_or(0, |length| usize::try_from(length).unwrap_or(0)));
         while let Some(chunk) = response.chunk().await.map_err(AnswerError::Body)? {
             // Counted before it is kept, so memory never holds more than the limit (plus one
             // chunk, which hyper has already read).
@@ -370,7 +372,7 @@ impl Middleware for TracingMiddleware {
                 }
             }
             Err(error) => {
-                record_failure(&span, &Failure::of(CallFailure::of(error).as_str(), error))
+                record_failure(&span, &Failure::of(CallFailure::of(error).as_str(), error));
             }
         }
         result

@@ -196,27 +196,27 @@ mod tests {
 
     #[test]
     fn a_signature_does_not_verify_for_any_other_charge() {
-        let signer = signer(KEY);
-        let signature = signer.sign(&charge());
         /// Changes one thing the charge depends on.
         type Change = fn(&mut ChargeRequest);
+        let signer = signer(KEY);
+        let signature = signer.sign(&charge());
         let changes: [(&str, Change); 6] = [
             ("another order", |c| c.order_id = OrderId::generate()),
             ("another user", |c| c.user_id = UserId(2)),
             ("another amount", |c| c.amount_minor = 4251),
             ("another currency", |c| c.currency = "EUR".into()),
             ("a card token added", |c| {
-                c.card_token = Some("tok_visa".into())
+                c.card_token = Some("tok_visa".into());
             }),
             ("an empty card token added", |c| {
-                c.card_token = Some(String::new())
+                c.card_token = Some(String::new());
             }),
         ];
         for (what, change) in changes {
-            let mut changed = charge();
-            change(&mut changed);
+            let mut other = charge();
+            change(&mut other);
             assert_eq!(
-                signer.verify(&changed, Some(&signature)),
+                signer.verify(&other, Some(&signature)),
                 Err(SignatureError::Mismatch),
                 "{what}"
             );

@@ -171,9 +171,9 @@ mod tests {
         assert!(!config.inbound.continue_remote_trace);
         match &config.inbound.baggage {
             BaggagePolicy::AllowList { keys, .. } => {
-                assert_eq!(&keys[..], ["session_id", "experiment"])
+                assert_eq!(&keys[..], ["session_id", "experiment"]);
             }
-            other => panic!("expected an allow-list, got {other:?}"),
+            other @ BaggagePolicy::AcceptAll => panic!("expected an allow-list, got {other:?}"),
         }
     }
 

@@ -10,9 +10,8 @@ async fn main() -> anyhow::Result<()> {
         common::healthcheck::run(&LISTEN_ADDR);
     }
     let config = Config::from_vars(&Vars::from_env()).context("reading the configuration")?;
-    let telemetry =
-        common::telemetry::init(config.service.telemetry.clone(), env!("CARGO_PKG_VERSION"))
-            .context("setting up telemetry")?;
+    let telemetry = common::telemetry::init(&config.service.telemetry, env!("CARGO_PKG_VERSION"))
+        .context("setting up telemetry")?;
 
     let listener = tokio::net::TcpListener::bind(config.service.listen_addr)
         .await

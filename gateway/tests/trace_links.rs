@@ -47,7 +47,7 @@ async fn every_kind_of_error_links_to_its_trace() {
     let app = linked_app().await;
     app.orders.reply_with(Reply::json(
         StatusCode::PAYMENT_REQUIRED,
-        json!({"error": {"code": "payment_declined", "message": "declined"}}),
+        &json!({"error": {"code": "payment_declined", "message": "declined"}}),
     ));
     let declined = app.post_order(ORDER).await;
     assert_eq!(declined.status, StatusCode::PAYMENT_REQUIRED);

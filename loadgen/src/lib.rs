@@ -1064,7 +1064,7 @@ mod tests {
             rate: 200.0,
             max_in_flight: 64,
         };
-        let report = run_to_the_end(&config(target, mode, Duration::from_millis(1000))).await;
+        let report = run_to_the_end(&config(target, mode, Duration::from_secs(1))).await;
         assert_eq!(report.completed, 200, "{report}");
         assert_eq!(report.unexpected, 0, "{report}");
         for kind in Kind::ALL {

@@ -135,8 +135,7 @@ async fn a_payment_call_that_times_out_is_a_504_and_the_order_is_payment_unknown
     options: PgConnectOptions,
 ) {
     let app = TestApp::start_with(options, Payments::Fake, &[("PAYMENT_TIMEOUT_MS", "200")]).await;
-    app.payments
-        .reply_with(Reply::Slow(Duration::from_millis(2_000)));
+    app.payments.reply_with(Reply::Slow(Duration::from_secs(2)));
 
     let started = std::time::Instant::now();
     let response = app.post_order(ORDER).await;

@@ -81,7 +81,7 @@ mod tests {
         assert_eq!(config.service.listen_addr.port(), 8082);
         assert_eq!(config.service.telemetry.service_name, "payment-service");
         assert_eq!(config.processor.latency, Duration::from_millis(150));
-        assert_eq!(config.processor.failure_rate, 0.0);
+        assert!(config.processor.failure_rate.abs() < f64::EPSILON);
         assert_eq!(
             config.backend.database.expose_secret().get_database(),
             Some("orders")

@@ -10,11 +10,10 @@ async fn main() -> anyhow::Result<()> {
         common::healthcheck::run(&LISTEN_ADDR);
     }
     let config = Config::from_vars(&Vars::from_env()).context("reading the configuration")?;
-    let telemetry =
-        common::telemetry::init(config.service.telemetry.clone(), env!("CARGO_PKG_VERSION"))
-            .context("setting up telemetry")?;
+    let telemetry = common::telemetry::init(&config.service.telemetry, env!("CARGO_PKG_VERSION"))
+        .context("setting up telemetry")?;
 
-    let db = Database::connect_lazy(config.backend.database.clone(), config.backend.pool);
+    let db = Database::connect_lazy(&config.backend.database, config.backend.pool);
     db.migrate_when_ready()
         .await
         .context("waiting for the database and applying its migrations")?;

@@ -42,6 +42,10 @@ pub async fn serve(router: axum::Router) -> String {
 /// The port stays bound, without listening, for the rest of the test process, so a connection
 /// to it is refused and the kernel cannot hand it to another test's server running in
 /// parallel (a port bound and released at once can be, and then the "down" service answers).
+#[expect(
+    clippy::unused_async,
+    reason = "tokio's socket must be made inside a runtime: being async says so"
+)]
 pub async fn closed_port_url() -> String {
     static HELD: Mutex<Vec<tokio::net::TcpSocket>> = Mutex::new(Vec::new());
     let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");

@@ -41,6 +41,7 @@ impl InProcess {
     }
 
     /// The same, for a service whose state holds `db`.
+    #[must_use]
     pub fn with_database(self, db: Database) -> Self {
         InProcess {
             db: Some(db),

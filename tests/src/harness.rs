@@ -270,11 +270,13 @@ pub struct Options {
 }
 
 impl Options {
+    #[must_use]
     pub fn with_database_proxy(mut self) -> Self {
         self.database_proxy = true;
         self
     }
 
+    #[must_use]
     pub fn env(mut self, binary: Binary, name: &str, value: &str) -> Self {
         self.env
             .entry(binary)
@@ -284,6 +286,7 @@ impl Options {
     }
 
     /// `name=value` on all three services.
+    #[must_use]
     pub fn everywhere(self, name: &str, value: &str) -> Self {
         Binary::ALL
             .into_iter()
@@ -312,9 +315,10 @@ impl System {
     pub async fn start_with(options: Options) -> Self {
         let receiver = OtlpReceiver::start().await;
         let db = TestDatabase::create().await;
-        let db_proxy = match options.database_proxy {
-            true => Some(TcpProxy::start(db.server_address()).await),
-            false => None,
+        let db_proxy = if options.database_proxy {
+            Some(TcpProxy::start(db.server_address()).await)
+        } else {
+            None
         };
         let wiring = Wiring {
             receiver: &receiver,

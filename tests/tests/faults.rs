@@ -212,8 +212,7 @@ async fn a_database_outage_is_503_and_not_ready_and_the_services_recover_by_them
             http.get(url)
                 .send()
                 .await
-                .map(|r| r.status().as_u16())
-                .unwrap_or(0)
+                .map_or(0, |r| r.status().as_u16())
         }
     };
     assert_eq!(system.post_order(order(1)).await.status, 201);
@@ -292,6 +291,10 @@ fn post_json(body: &str) -> Request<'_> {
 }
 
 #[tokio::test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "the table of bad inputs is the specification: one struct per case, read top to bottom"
+)]
 async fn bad_input_gets_a_clear_4xx_and_leaves_no_row() {
     let system = System::start().await;
     let url = format!("{}/api/orders", system.gateway.url());
@@ -597,6 +600,10 @@ async fn a_payment_service_that_is_down_then_back_charges_the_retried_order_once
 }
 
 #[tokio::test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario (timeout, retry, settle) told in the order it happens"
+)]
 async fn a_slow_payment_service_times_out_in_bounded_time_and_is_never_charged_twice() {
     let options = Options::default()
         .env(Binary::PaymentService, "PROCESSOR_LATENCY_MS", "1500")
@@ -820,6 +827,10 @@ async fn sigterm_under_load_answers_the_requests_in_flight_and_flushes_their_spa
 }
 
 #[tokio::test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario (load, crash, restart, reconcile) told in the order it happens"
+)]
 async fn a_concurrent_run_with_a_crash_loses_and_doubles_nothing() {
     let options = Options::default().env(Binary::PaymentService, "PROCESSOR_LATENCY_MS", "20");
     let mut system = System::start_with(options).await;
@@ -935,6 +946,10 @@ async fn a_concurrent_run_with_a_crash_loses_and_doubles_nothing() {
 }
 
 #[tokio::test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "three attacks on one gateway, each a short paragraph of the same scenario"
+)]
 async fn the_gateway_cuts_slow_headers_and_idle_connections_and_answers_bad_paths_in_json() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let system = System::start_with(Options::default().env(
@@ -1085,7 +1100,7 @@ async fn count_for(system: &System, sql: &'static str, id: uuid::Uuid) -> i64 {
 async fn an_order_service_answering_160_mib_costs_the_gateway_a_502_not_the_memory() {
     use testkit::fake::{Framing, LargeBody};
     const HUGE: usize = 160 * 1024 * 1024;
-    /// The most memory the process has ever held (VmHWM), in KiB: a body buffered and freed
+    /// The most memory the process has ever held (`VmHWM`), in KiB: a body buffered and freed
     /// again leaves no trace in the current RSS, but does in its high-water mark.
     fn peak_rss_kib(pid: u32) -> u64 {
         std::fs::read_to_string(format!("/proc/{pid}/status"))

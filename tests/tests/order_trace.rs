@@ -43,6 +43,10 @@ fn i(v: i64) -> AttrValue {
 }
 
 #[tokio::test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "the golden trace: one request checked span by span, in the order of the waterfall"
+)]
 async fn one_order_is_one_trace_from_the_gateway_to_postgres() {
     let system = System::start().await;
 
@@ -385,6 +389,10 @@ GET /api/orders/{id} [gateway, SERVER]
 }
 
 #[tokio::test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one failing request, checked tier by tier"
+)]
 async fn a_5xx_marks_the_server_spans_error_and_the_body_carries_the_trace_id() {
     let mut system = System::start().await;
     system.payments.kill();
@@ -414,7 +422,8 @@ async fn a_5xx_marks_the_server_spans_error_and_the_body_carries_the_trace_id() 
         assert!(matches!(attempt.status, SpanStatus::Error(_)));
         assert_eq!(attempt.str_attr("error.type"), Some("connection_failed"));
         let resend = attempt.int_attr("http.request.resend_count");
-        assert_eq!(resend, (n > 0).then_some(n as i64), "attempt {n}");
+        let expected = (n > 0).then(|| i64::try_from(n).expect("three attempts"));
+        assert_eq!(resend, expected, "attempt {n}");
     }
     for (service, name) in [
         ("gateway", "POST /api/orders"),
@@ -509,7 +518,7 @@ async fn services_starting_at_the_same_time_apply_the_migrations_once() {
     let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations"))
         .expect("the migrations folder")
         .count();
-    assert_eq!(applied as usize, migrations);
+    assert_eq!(usize::try_from(applied).ok(), Some(migrations));
     let (users,): (i64,) = sqlx::query_as("SELECT count(*) FROM users")
         .fetch_one(db.pool())
         .await

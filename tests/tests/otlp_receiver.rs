@@ -6,8 +6,8 @@
 //! injection (stop, restart, failing, slow) to simulate a broken collector, so
 //! both are checked here where a failure points at the receiver itself.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+use std::{collections::BTreeMap, fmt::Write as _};
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::{
@@ -41,6 +41,10 @@ const ORDER: [u8; 8] = [0xb7, 0xad, 0x6b, 0x71, 0x69, 0x20, 0x33, 0x19];
 const LINKED_TRACE: [u8; 16] = [0xff; 16];
 const LINKED_SPAN: [u8; 8] = [0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08];
 
+#[expect(
+    clippy::unnecessary_wraps,
+    reason = "the protobuf's `value` fields are `Option`s: this fills one"
+)]
 fn value(v: any_value::Value) -> Option<AnyValue> {
     Some(AnyValue { value: Some(v) })
 }
@@ -81,6 +85,10 @@ fn resource_spans(service: &str, scope: &str, spans: Vec<Span>) -> ResourceSpans
 /// A gateway that serves `POST /api/orders` by calling the order service,
 /// whose handler fails: three spans over two services, each span exercising
 /// different fields.
+#[expect(
+    clippy::too_many_lines,
+    reason = "the request is data: one protobuf span after another"
+)]
 fn order_request(trace_id: [u8; 16]) -> ExportTraceServiceRequest {
     let root = Span {
         trace_id: trace_id.to_vec(),
@@ -163,7 +171,10 @@ fn order_request(trace_id: [u8; 16]) -> ExportTraceServiceRequest {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    bytes.iter().fold(String::new(), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
 }
 
 async fn post_http(
@@ -190,6 +201,7 @@ async fn export_order_over_http(receiver: &OtlpReceiver) -> reqwest::Result<reqw
 }
 
 /// Checks every decoded field of the three spans of `order_request(trace_id)`.
+#[expect(clippy::too_many_lines, reason = "the expected trace, span by span")]
 fn assert_order_trace(spans: &[ReceivedSpan], trace_id: [u8; 16]) {
     assert_eq!(spans.len(), 3, "{}", render_tree(spans));
     let trace = hex(&trace_id);

@@ -194,8 +194,9 @@ impl ReceivedSpan {
     /// The same span, recorded by `service`: its name and its resource's `service.name`, as a
     /// decoder would set them.
     #[doc(hidden)]
+    #[must_use]
     pub fn in_service(mut self, service: &str) -> ReceivedSpan {
-        self.service_name = service.to_owned();
+        service.clone_into(&mut self.service_name);
         self.resource.insert(
             "service.name".to_owned(),
             AttrValue::Str(service.to_owned()),

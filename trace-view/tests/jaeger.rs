@@ -186,6 +186,10 @@ async fn run(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, Strin
 }
 
 #[tokio::test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "a table of Jaeger answers, one per exit code, with the check each row shares"
+)]
 async fn the_binary_draws_the_trace_and_exits_with_a_code_per_failure() {
     let jaeger = fake_jaeger().await;
     let closed = closed_port().await;

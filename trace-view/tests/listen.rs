@@ -23,7 +23,9 @@ fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("after 1970")
-        .as_nanos() as u64
+        .as_nanos()
+        .try_into()
+        .expect("before 2554")
 }
 
 /// A two-service trace: a gateway root and a payment-service child, plus `extra` more children.
@@ -61,7 +63,8 @@ fn request(trace_byte: u8, extra: usize) -> ExportTraceServiceRequest {
     };
     let mut payment = vec![mk(2, Some(1), "charge_card", 20, 180)];
     for n in 0..extra {
-        payment.push(mk(10 + n as u8, Some(2), "retry", 30, 40));
+        let id = 10 + u8::try_from(n).expect("a few extra spans");
+        payment.push(mk(id, Some(2), "retry", 30, 40));
     }
     ExportTraceServiceRequest {
         resource_spans: vec![
@@ -203,6 +206,10 @@ async fn post(url: &str, content_type: &str, body: Vec<u8>) -> reqwest::StatusCo
 }
 
 #[tokio::test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one receiver fed over its three protocols, with the waterfall each one must print"
+)]
 async fn one_waterfall_per_trace_over_grpc_http_protobuf_and_http_json() {
     let save = temp_dir("save");
     let mut listener = start(&[

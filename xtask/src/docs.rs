@@ -8,31 +8,31 @@
 //! `cargo xtask docs --check` only compares (exit 1 when it differs), and so does a test of
 //! this crate, which prints the block the README should hold.
 
-use std::{fs, path::Path, process::ExitCode};
+use std::{fmt::Write as _, fs, path::Path, process::ExitCode};
 
 use anyhow::{Context as _, bail};
 use common::config::{Unset, Var};
 
 /// The services, in the order a request flows through them, and what each reads.
-pub const SERVICES: [(&str, &[&[Var]]); 3] = [
+pub(crate) const SERVICES: [(&str, &[&[Var]]); 3] = [
     ("gateway", gateway::config::VARS),
     ("order-service", order_service::config::VARS),
     ("payment-service", payment_service::config::VARS),
 ];
 
 /// The line before the tables.
-pub const BEGIN: &str = "<!-- Made by `cargo xtask docs` from each service's config.rs (VARS): edit those, not this. -->";
+pub(crate) const BEGIN: &str = "<!-- Made by `cargo xtask docs` from each service's config.rs (VARS): edit those, not this. -->";
 /// The line after them.
-pub const END: &str = "<!-- End of what `cargo xtask docs` makes. -->";
+pub(crate) const END: &str = "<!-- End of what `cargo xtask docs` makes. -->";
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Only say whether README.md is up to date (exit 1 when not); change nothing.
     #[arg(long)]
     check: bool,
 }
 
-pub fn run(args: Args, root: &Path) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: &Args, root: &Path) -> anyhow::Result<ExitCode> {
     let path = root.join("README.md");
     let readme =
         fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -52,7 +52,7 @@ pub fn run(args: Args, root: &Path) -> anyhow::Result<ExitCode> {
 
 /// The Markdown tables of `services`' variables: one per set of services that read the same
 /// variables, every service's first, then in the order the lists first name them.
-pub fn tables(services: &[(&'static str, &[&[Var]])]) -> String {
+pub(crate) fn tables(services: &[(&'static str, &[&[Var]])]) -> String {
     // Each variable, with the services that read it. Two declarations are one variable only
     // when name, default and meaning agree: each service's `LISTEN_ADDR` has its own default.
     let mut rows: Vec<(Var, Vec<&str>)> = Vec::new();
@@ -85,9 +85,10 @@ pub fn tables(services: &[(&'static str, &[&[Var]])]) -> String {
                 None => unreachable!("a variable has a reader"),
             }
         };
-        out.push_str(&format!(
+        let _ = write!(
+            out,
             "### {heading}\n\n| variable | default | meaning |\n|---|---|---|\n"
-        ));
+        );
         for (var, _) in rows.iter().filter(|(_, r)| r == readers) {
             let default = match var.unset {
                 Unset::Default(text) => format!("`{text}`"),
@@ -95,10 +96,7 @@ pub fn tables(services: &[(&'static str, &[&[Var]])]) -> String {
                 Unset::Empty => String::new(),
                 Unset::Computed(words) => words.to_owned(),
             };
-            out.push_str(&format!(
-                "| `{}` | {default} | {} |\n",
-                var.name, var.meaning
-            ));
+            let _ = writeln!(out, "| `{}` | {default} | {} |", var.name, var.meaning);
         }
         out.push('\n');
     }
@@ -106,7 +104,7 @@ pub fn tables(services: &[(&'static str, &[&[Var]])]) -> String {
 }
 
 /// `readme` with the block between [`BEGIN`] and [`END`] replaced by `tables`.
-pub fn with_tables(readme: &str, tables: &str) -> anyhow::Result<String> {
+pub(crate) fn with_tables(readme: &str, tables: &str) -> anyhow::Result<String> {
     let (Some(begin), Some(end)) = (readme.find(BEGIN), readme.find(END)) else {
         bail!("README.md has no block between the markers {BEGIN:?} and {END:?}");
     };

@@ -3,7 +3,7 @@
 //! `.cargo/config.toml`).
 //!
 //! - `cargo xtask run`: the whole order flow on this machine, without Docker: the three
-//!   services, a database on the local PostgreSQL server, and `trace-view listen` as their
+//!   services, a database on the local `PostgreSQL` server, and `trace-view listen` as their
 //!   OTLP endpoint, which prints the waterfall of every trace in the terminal. See [`run`].
 //! - `cargo xtask docs`: the README's tables of environment variables, from each service's
 //!   declared list. See [`docs`].
@@ -40,7 +40,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Task::Run(args) => run::run(*args).await,
-        Task::Docs(args) => docs::run(args, &run::workspace_root()),
+        Task::Docs(args) => docs::run(&args, &run::workspace_root()),
     };
     match result {
         Ok(code) => code,

@@ -3,7 +3,7 @@
 //! What it does, in order:
 //! 1. builds the three services and `trace-view` (`cargo build`, so a second run starts in
 //!    seconds);
-//! 2. creates the database `traced_orders` on the PostgreSQL server that `DATABASE_URL` names
+//! 2. creates the database `traced_orders` on the `PostgreSQL` server that `DATABASE_URL` names
 //!    (the local one by default), or reuses it; `--fresh` drops and re-creates it;
 //! 3. starts `trace-view listen` on the standard OTLP ports, with its output on this terminal;
 //! 4. starts payment-service, order-service and gateway on their usual ports (those of each
@@ -22,7 +22,7 @@
 //! last spans arrive.
 
 use std::{
-    collections::BTreeMap,
+    fmt::Write as _,
     fs::File,
     net::{Ipv4Addr, SocketAddr},
     os::unix::process::CommandExt as _,
@@ -41,14 +41,14 @@ use reqwest::Url;
 use sqlx::{Connection as _, PgConnection};
 
 /// How long a service may take to become ready (the first start applies the migrations).
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
+const READY_TIMEOUT: Duration = Duration::from_mins(1);
 /// How long a child may take to stop after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = after_help())]
-pub struct Args {
-    /// The PostgreSQL server (any database on it); the run uses a database of its own there.
+pub(crate) struct Args {
+    /// The `PostgreSQL` server (any database on it); the run uses a database of its own there.
     #[arg(
         long,
         env = "DATABASE_URL",
@@ -154,7 +154,7 @@ fn database_name(text: &str) -> Result<String, String> {
         .ok_or_else(|| "use lower-case letters, digits and _ (at most 63)".to_owned())
 }
 
-pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let root = workspace_root();
     let bin_dir = build(&root, args.release)?;
 
@@ -169,31 +169,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let signing_key = random_key().context("making a charge signing key")?;
 
     let mut children = Children::default();
-    let mut viewer = Command::new(bin_dir.join("trace-view"));
-    viewer.args([
-        "listen",
-        "--grpc",
-        &args.otlp_grpc.to_string(),
-        "--http",
-        &args.otlp_http.to_string(),
-        "--quiet-ms",
-        "1000",
-    ]);
-    children.spawn("trace-view", viewer)?;
-
-    let urls = BTreeMap::from([
-        (
-            "payment-service",
-            format!("http://{}", args.payment_service),
-        ),
-        ("order-service", format!("http://{}", args.order_service)),
-        ("gateway", format!("http://{}", args.gateway)),
-    ]);
-    let addresses = BTreeMap::from([
-        ("payment-service", args.payment_service),
-        ("order-service", args.order_service),
-        ("gateway", args.gateway),
-    ]);
+    children.spawn("trace-view", viewer(&bin_dir, &args))?;
+    let launch = Launch {
+        bin_dir: &bin_dir,
+        args: &args,
+        database_url: database_url.as_str(),
+        signing_key: &signing_key,
+    };
     let http = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(2))
@@ -204,55 +186,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         let log_path = logs.join(format!("{service}.log"));
         let log =
             File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
-        let mut command = Command::new(bin_dir.join(service));
-        command
-            .stdout(log.try_clone().context("sharing the log file")?)
-            .stderr(log)
-            .env(shared::LISTEN_ADDR, addresses[service].to_string())
-            .env(shared::LOG_FORMAT.name, "text")
-            .env(
-                shared::OTEL_EXPORTER_OTLP_ENDPOINT.name,
-                format!("http://{}", args.otlp_grpc),
-            )
-            .env(shared::OTEL_EXPORTER_OTLP_PROTOCOL.name, "grpc")
-            // Export soon after each request, so its waterfall prints within a second or two.
-            .env(shared::OTEL_BSP_SCHEDULE_DELAY.name, "200")
-            .env(
-                shared::OTEL_RESOURCE_ATTRIBUTES.name,
-                "deployment.environment.name=local",
-            );
-        match service {
-            "gateway" => {
-                command.env(
-                    gateway::config::ORDER_SERVICE_URL.name,
-                    &urls["order-service"],
-                );
-            }
-            "order-service" => {
-                command
-                    .env(shared::DATABASE_URL.name, database_url.as_str())
-                    .env(shared::CHARGE_SIGNING_KEY.name, &signing_key)
-                    .env(
-                        order_service::config::PAYMENT_SERVICE_URL.name,
-                        &urls["payment-service"],
-                    );
-            }
-            _ => {
-                command
-                    .env(shared::DATABASE_URL.name, database_url.as_str())
-                    .env(shared::CHARGE_SIGNING_KEY.name, &signing_key);
-            }
-        }
-        for var in args.set.iter().filter(|v| v.service == service) {
-            command.env(&var.name, &var.value);
-        }
-        children.spawn(service, command)?;
-        children
-            .wait_ready(service, &http, &urls[service], &log_path)
-            .await?;
+        children.spawn(service, launch.command(service, log)?)?;
+        let url = launch.url(service);
+        children.wait_ready(service, &http, &url, &log_path).await?;
         println!(
-            "xtask: {service:<15} {:<22} log: {}",
-            urls[service],
+            "xtask: {service:<15} {url:<22} log: {}",
             relative(&log_path, &root).display()
         );
     }
@@ -262,7 +200,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
          curl -s -X POST {}/api/orders -H 'content-type: application/json' \\\n    \
          -d '{{\"user_id\": 1, \"amount\": 42.50, \"currency\": \"USD\", \"tier\": \"gold\"}}'\n\n\
          Each trace's waterfall is printed here when it is complete. Ctrl-C stops everything.\n",
-        urls["gateway"]
+        launch.url("gateway")
     );
 
     let reason = children.wait_for_stop_signal().await;
@@ -275,8 +213,93 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// `trace-view listen` on the run's OTLP addresses: it prints each trace's waterfall.
+fn viewer(bin_dir: &Path, args: &Args) -> Command {
+    let mut viewer = Command::new(bin_dir.join("trace-view"));
+    viewer.args([
+        "listen",
+        "--grpc",
+        &args.otlp_grpc.to_string(),
+        "--http",
+        &args.otlp_http.to_string(),
+        "--quiet-ms",
+        "1000",
+    ]);
+    viewer
+}
+
+/// What every service of the run is started with.
+struct Launch<'a> {
+    bin_dir: &'a Path,
+    args: &'a Args,
+    database_url: &'a str,
+    signing_key: &'a str,
+}
+
+impl Launch<'_> {
+    fn address(&self, service: &str) -> SocketAddr {
+        match service {
+            "gateway" => self.args.gateway,
+            "order-service" => self.args.order_service,
+            _ => self.args.payment_service,
+        }
+    }
+
+    fn url(&self, service: &str) -> String {
+        format!("http://{}", self.address(service))
+    }
+
+    /// `service`'s command: its address, where it sends spans, its neighbours, its database,
+    /// the run's signing key, and the `--set` variables for it; output to `log`.
+    fn command(&self, service: &str, log: File) -> anyhow::Result<Command> {
+        let mut command = Command::new(self.bin_dir.join(service));
+        command
+            .stdout(log.try_clone().context("sharing the log file")?)
+            .stderr(log)
+            .env(shared::LISTEN_ADDR, self.address(service).to_string())
+            .env(shared::LOG_FORMAT.name, "text")
+            .env(
+                shared::OTEL_EXPORTER_OTLP_ENDPOINT.name,
+                format!("http://{}", self.args.otlp_grpc),
+            )
+            .env(shared::OTEL_EXPORTER_OTLP_PROTOCOL.name, "grpc")
+            // Export soon after each request, so its waterfall prints within a second or two.
+            .env(shared::OTEL_BSP_SCHEDULE_DELAY.name, "200")
+            .env(
+                shared::OTEL_RESOURCE_ATTRIBUTES.name,
+                "deployment.environment.name=local",
+            );
+        match service {
+            "gateway" => {
+                command.env(
+                    gateway::config::ORDER_SERVICE_URL.name,
+                    self.url("order-service"),
+                );
+            }
+            "order-service" => {
+                command
+                    .env(shared::DATABASE_URL.name, self.database_url)
+                    .env(shared::CHARGE_SIGNING_KEY.name, self.signing_key)
+                    .env(
+                        order_service::config::PAYMENT_SERVICE_URL.name,
+                        self.url("payment-service"),
+                    );
+            }
+            _ => {
+                command
+                    .env(shared::DATABASE_URL.name, self.database_url)
+                    .env(shared::CHARGE_SIGNING_KEY.name, self.signing_key);
+            }
+        }
+        for var in self.args.set.iter().filter(|v| v.service == service) {
+            command.env(&var.name, &var.value);
+        }
+        Ok(command)
+    }
+}
+
 /// The workspace this xtask belongs to (its crate is one level below the root).
-pub fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask/ is inside the workspace")
@@ -365,7 +388,10 @@ fn random_key() -> std::io::Result<String> {
     use std::io::Read as _;
     let mut bytes = [0u8; 32];
     File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(bytes.iter().fold(String::new(), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    }))
 }
 
 /// A database URL fit to print: without its password.
@@ -415,7 +441,7 @@ impl Children {
             .stdin(Stdio::null())
             .process_group(0)
             .spawn()
-            .with_context(|| format!("starting {name} ({:?})", command.get_program()))?;
+            .with_context(|| format!("starting {name} ({})", command.get_program().display()))?;
         self.running.push((name, child));
         Ok(())
     }

@@ -37,15 +37,15 @@ pub const fn listen_addr(default: &'static str) -> Var {
 /// When the default is not an address: the services' tests build their `Config` from it.
 pub fn default_port(listen_addr: &Var) -> u16 {
     match listen_addr.unset {
-        Unset::Default(text) => text
-            .parse::<SocketAddr>()
-            .map(|addr| addr.port())
-            .unwrap_or_else(|e| {
+        Unset::Default(text) => text.parse::<SocketAddr>().map_or_else(
+            |e| {
                 panic!(
                     "the default {} {text:?} is not an address: {e}",
                     listen_addr.name
                 )
-            }),
+            },
+            |addr| addr.port(),
+        ),
         other => panic!(
             "{} declares no default address: {other:?}",
             listen_addr.name

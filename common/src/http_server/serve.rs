@@ -51,7 +51,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     tracing::info!(
         address = %listener.local_addr()?,
-        http.header_read_timeout_ms = limits.header_read_timeout.as_millis() as u64,
+        http.header_read_timeout_ms =
+            u64::try_from(limits.header_read_timeout.as_millis()).unwrap_or(u64::MAX),
         http.max_connections = limits.max_connections,
         "listening"
     );

@@ -180,23 +180,20 @@ fn normalize_properties<'a>(properties: impl Iterator<Item = &'a str>) -> Option
             normalized.push(';');
         }
         let property = property.trim_matches(OWS);
-        match property.split_once('=') {
-            Some((key, value)) => {
-                let key = key.trim_end_matches(OWS);
-                let value = value.trim_start_matches(OWS);
-                if !is_token(key) || !is_encoded_value(value) {
-                    return None;
-                }
-                normalized.push_str(key);
-                normalized.push('=');
-                normalized.push_str(value);
+        if let Some((key, value)) = property.split_once('=') {
+            let key = key.trim_end_matches(OWS);
+            let value = value.trim_start_matches(OWS);
+            if !is_token(key) || !is_encoded_value(value) {
+                return None;
             }
-            None => {
-                if !is_token(property) {
-                    return None;
-                }
-                normalized.push_str(property);
+            normalized.push_str(key);
+            normalized.push('=');
+            normalized.push_str(value);
+        } else {
+            if !is_token(property) {
+                return None;
             }
+            normalized.push_str(property);
         }
     }
     Some(normalized)
@@ -557,7 +554,10 @@ mod tests {
         let list = members.join(",");
         let baggage = parse_baggage(&[list.as_str()], BaggageLimits::default());
         assert_eq!(baggage.len(), 64);
-        assert_eq!(baggage.get("k63").map(|v| v.as_str()), Some("1"));
+        assert_eq!(
+            baggage.get("k63").map(opentelemetry::StringValue::as_str),
+            Some("1")
+        );
         assert_eq!(baggage.get("k64"), None);
     }
 
@@ -574,7 +574,10 @@ mod tests {
         );
         assert_eq!(baggage.get("a").map(|v| v.as_str().len()), Some(4001));
         assert_eq!(baggage.get("b"), None);
-        assert_eq!(baggage.get("c").map(|v| v.as_str()), Some("1"));
+        assert_eq!(
+            baggage.get("c").map(opentelemetry::StringValue::as_str),
+            Some("1")
+        );
         assert_eq!(baggage.len(), 2);
     }
 

@@ -363,8 +363,7 @@ mod tests {
             let (_, outgoing) = outgoing_from_server_span(&cx, Sampler::AlwaysOff);
             assert!(
                 header(&outgoing, "traceparent").is_some_and(|v| v.ends_with("-02")),
-                "{:?}",
-                outgoing
+                "{outgoing:?}"
             );
         }
     }

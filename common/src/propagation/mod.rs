@@ -278,7 +278,10 @@ mod tests {
             SpanId::from_hex("00f067aa0ba902b7").expect("valid hex")
         );
         assert_eq!(
-            extracted.baggage().get("userId").map(|v| v.as_str()),
+            extracted
+                .baggage()
+                .get("userId")
+                .map(opentelemetry::StringValue::as_str),
             Some("alice")
         );
         // The composite propagator keeps its fields in a set: compare sorted.

@@ -259,7 +259,7 @@ mod tests {
             events: SpanEvents::default(),
             links: SpanLinks::default(),
             status: Status::Unset,
-            instrumentation_scope: Default::default(),
+            instrumentation_scope: opentelemetry::InstrumentationScope::default(),
         }
     }
 

@@ -19,7 +19,7 @@
 //! drive the terminal, or one request could write a forged `{"level":"ERROR",...}` line or
 //! clear the screen. So every value, in both formats, is written with its control characters
 //! (C0, DEL, C1) and the Unicode line, paragraph and bidirectional controls escaped: in JSON
-//! as `\uXXXX` (serde_json escapes only C0), in text as `\n`, `\u{1b}`, with values that are
+//! as `\uXXXX` (`serde_json` escapes only C0), in text as `\n`, `\u{1b}`, with values that are
 //! not plain words quoted, so a value cannot pose as another `key=value` either.
 
 use std::{borrow::Cow, cell::RefCell, fmt, io::IsTerminal, sync::OnceLock};
@@ -51,8 +51,7 @@ impl LogFormat {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         match vars.get(&var::LOG_FORMAT).as_deref().map(str::trim) {
             None if std::io::stdout().is_terminal() => Ok(LogFormat::Text),
-            None => Ok(LogFormat::Json),
-            Some("json") => Ok(LogFormat::Json),
+            None | Some("json") => Ok(LogFormat::Json),
             Some("text") => Ok(LogFormat::Text),
             Some(other) => Err(ConfigError::invalid(
                 var::LOG_FORMAT.name,
@@ -83,7 +82,7 @@ impl EventFormat {
     /// `cx`, as one line.
     fn write_line(
         &self,
-        mut writer: Writer<'_>,
+        writer: Writer<'_>,
         span_name: Option<&str>,
         cx: &opentelemetry::Context,
         event: &Event<'_>,
@@ -118,72 +117,111 @@ impl EventFormat {
         }
         correlation.extend(baggage);
 
+        let line = Line {
+            timestamp: &timestamp,
+            meta,
+            message: &message,
+            correlation: &correlation,
+            span_name,
+            fields: &fields,
+        };
         match self.format {
-            LogFormat::Json => {
-                // The members in order, each key once: the envelope first, then the
-                // correlation and the span name, then the event's fields. Written straight
-                // into the line, not gathered in a `serde_json::Map` first, which cost a
-                // `String` for every key and value and a hash of every key, on every line.
-                let mut line: Vec<(&str, JsonValue<'_>)> =
-                    Vec::with_capacity(6 + correlation.len() + fields.values.len());
-                line.push(("timestamp", JsonValue::Str(&timestamp)));
-                line.push(("level", JsonValue::Str(meta.level().as_str())));
-                line.push(("service", JsonValue::Str(&self.service)));
-                line.push(("target", JsonValue::Str(meta.target())));
-                line.push(("message", JsonValue::Str(&message)));
-                let has = |line: &[(&str, JsonValue<'_>)], key: &str| {
-                    line.iter().position(|(k, _)| *k == key)
-                };
-                for (k, v) in &correlation {
-                    // Baggage keys come from callers: they never overwrite the envelope.
-                    if has(&line, k).is_none() {
-                        line.push((k, JsonValue::Str(v)));
-                    }
-                }
-                if let Some(name) = span_name {
-                    // The span's name wins over a baggage entry called `span`, in its place.
-                    match has(&line, "span") {
-                        Some(i) => line[i].1 = JsonValue::Str(name),
-                        None => line.push(("span", JsonValue::Str(name))),
-                    }
-                }
-                for (k, v) in &fields.values {
-                    // A field never overwrites the envelope: `message` or `trace_id` stay true.
-                    if has(&line, k).is_none() {
-                        line.push((k, JsonValue::Json(v)));
-                    }
-                }
-                let mut json = Vec::with_capacity(256);
-                write_json_object(&mut json, &line).map_err(|_| fmt::Error)?;
-                let json = std::str::from_utf8(&json).map_err(|_| fmt::Error)?;
-                writeln!(writer, "{json}")
-            }
-            LogFormat::Text => {
-                write!(
-                    writer,
-                    "{timestamp} {:>5} {} {}: {}",
-                    meta.level(),
-                    text_value(&self.service),
-                    text_value(meta.target()),
-                    escape_controls(&message),
-                )?;
-                for (k, v) in &fields.values {
-                    match v {
-                        // Strings are always quoted: a field is a value, not a word.
-                        Value::String(s) => write!(writer, " {}={}", text_value(k), quoted(s))?,
-                        other => write!(writer, " {}={other}", text_value(k))?,
-                    }
-                }
-                if let Some(name) = span_name {
-                    write!(writer, " span={}", text_value(name))?;
-                }
-                for (k, v) in correlation {
-                    write!(writer, " {}={}", text_value(k), text_value(v))?;
-                }
-                writeln!(writer)
-            }
+            LogFormat::Json => self.write_json(writer, &line),
+            LogFormat::Text => self.write_text(writer, &line),
         }
     }
+
+    fn write_json(&self, mut writer: Writer<'_>, line_parts: &Line<'_>) -> fmt::Result {
+        let Line {
+            timestamp,
+            meta,
+            message,
+            correlation,
+            span_name,
+            fields,
+        } = *line_parts;
+        // The members in order, each key once: the envelope first, then the
+        // correlation and the span name, then the event's fields. Written straight
+        // into the line, not gathered in a `serde_json::Map` first, which cost a
+        // `String` for every key and value and a hash of every key, on every line.
+        let mut line: Vec<(&str, JsonValue<'_>)> =
+            Vec::with_capacity(6 + correlation.len() + fields.values.len());
+        line.push(("timestamp", JsonValue::Str(timestamp)));
+        line.push(("level", JsonValue::Str(meta.level().as_str())));
+        line.push(("service", JsonValue::Str(&self.service)));
+        line.push(("target", JsonValue::Str(meta.target())));
+        line.push(("message", JsonValue::Str(message)));
+        let has =
+            |line: &[(&str, JsonValue<'_>)], key: &str| line.iter().position(|(k, _)| *k == key);
+        for (k, v) in correlation {
+            // Baggage keys come from callers: they never overwrite the envelope.
+            if has(&line, k).is_none() {
+                line.push((k, JsonValue::Str(v)));
+            }
+        }
+        if let Some(name) = span_name {
+            // The span's name wins over a baggage entry called `span`, in its place.
+            match has(&line, "span") {
+                Some(i) => line[i].1 = JsonValue::Str(name),
+                None => line.push(("span", JsonValue::Str(name))),
+            }
+        }
+        for (k, v) in &fields.values {
+            // A field never overwrites the envelope: `message` or `trace_id` stay true.
+            if has(&line, k).is_none() {
+                line.push((k, JsonValue::Json(v)));
+            }
+        }
+        let mut json = Vec::with_capacity(256);
+        write_json_object(&mut json, &line).map_err(|_| fmt::Error)?;
+        let json = std::str::from_utf8(&json).map_err(|_| fmt::Error)?;
+        writeln!(writer, "{json}")
+    }
+
+    fn write_text(&self, mut writer: Writer<'_>, line: &Line<'_>) -> fmt::Result {
+        let Line {
+            timestamp,
+            meta,
+            message,
+            correlation,
+            span_name,
+            fields,
+        } = *line;
+        write!(
+            writer,
+            "{timestamp} {:>5} {} {}: {}",
+            meta.level(),
+            text_value(&self.service),
+            text_value(meta.target()),
+            escape_controls(message),
+        )?;
+        for (k, v) in &fields.values {
+            match v {
+                // Strings are always quoted: a field is a value, not a word.
+                Value::String(s) => write!(writer, " {}={}", text_value(k), quoted(s))?,
+                other => write!(writer, " {}={other}", text_value(k))?,
+            }
+        }
+        if let Some(name) = span_name {
+            write!(writer, " span={}", text_value(name))?;
+        }
+        for (k, v) in correlation {
+            write!(writer, " {}={}", text_value(k), text_value(v))?;
+        }
+        writeln!(writer)
+    }
+}
+
+/// The parts of one log line, gathered once for either format.
+#[derive(Clone, Copy)]
+struct Line<'a> {
+    timestamp: &'a str,
+    meta: &'static tracing::Metadata<'static>,
+    message: &'a str,
+    /// Trace and span id, then the baggage, sorted.
+    correlation: &'a [(&'a str, &'a str)],
+    span_name: Option<&'a str>,
+    fields: &'a FieldMap,
 }
 
 /// The log layer: each event that passes its filter becomes one line ([`EventFormat`]),
@@ -234,7 +272,9 @@ where
             static LINE: RefCell<String> = const { RefCell::new(String::new()) };
         }
         let current = ctx.lookup_current();
-        let span_name = current.as_ref().map(|span| span.name());
+        let span_name = current
+            .as_ref()
+            .map(tracing_subscriber::registry::SpanRef::name);
         // The context of the innermost span that the OpenTelemetry layer has one for: the
         // current span's, or an ancestor's when the current span is one of the plumbing's,
         // which that layer never sees.
@@ -340,8 +380,8 @@ fn push_char(out: &mut String, c: char) {
     }
 }
 
-/// serde_json's compact output, with every [`is_unsafe`] character escaped as `\uXXXX`.
-/// serde_json escapes C0 itself; DEL, C1 and the Unicode controls it writes as they are,
+/// `serde_json`'s compact output, with every [`is_unsafe`] character escaped as `\uXXXX`.
+/// `serde_json` escapes C0 itself; DEL, C1 and the Unicode controls it writes as they are,
 /// valid JSON that a terminal showing the line would still obey.
 struct EscapingFormatter;
 

@@ -114,13 +114,14 @@ impl TelemetrySettings {
         let sdk_disabled = vars.flag(&var::OTEL_SDK_DISABLED)?;
         // Read whatever the exporter is, but checked only for OTLP (`none` uses no protocol).
         let protocol = otlp_protocol(vars);
-        let exporter = match vars.read(&var::OTEL_TRACES_EXPORTER, |raw| match raw {
+        let exporter = if vars.read(&var::OTEL_TRACES_EXPORTER, |raw| match raw {
             "otlp" => Ok(true),
             "none" => Ok(false),
             _ => Err("expected otlp or none".to_owned()),
         })? {
-            true => protocol?,
-            false => Exporter::None,
+            protocol?
+        } else {
+            Exporter::None
         };
         let log_directives = vars.read(&var::RUST_LOG, |raw| Ok(raw.to_owned()))?;
         log_filter::<Registry>(Some(&log_directives))?;
@@ -242,7 +243,7 @@ impl Drop for TelemetryGuard {
 
 /// Sets up propagation, tracing and logging as `settings` say (the `telemetry` part of the
 /// service's `Config`), for a service of version `version`.
-pub fn init(settings: TelemetrySettings, version: &str) -> anyhow::Result<TelemetryGuard> {
+pub fn init(settings: &TelemetrySettings, version: &str) -> anyhow::Result<TelemetryGuard> {
     if settings.propagation {
         opentelemetry::global::set_text_map_propagator(propagator());
     } else {
@@ -258,7 +259,7 @@ pub fn init(settings: TelemetrySettings, version: &str) -> anyhow::Result<Teleme
             // were not there.
             (Box::new(otel_layer(NoopTracer::new())), None)
         } else {
-            let provider = tracer_provider(&settings, version)?;
+            let provider = tracer_provider(settings, version)?;
             let tracer = provider.tracer(settings.service_name.clone());
             opentelemetry::global::set_tracer_provider(provider.clone());
             (Box::new(otel_layer(tracer)), Some(provider))

@@ -175,7 +175,8 @@ impl ShouldSample for RouteRuleSampler {
         attributes: &[KeyValue],
         links: &[Link],
     ) -> SamplingResult {
-        let has_parent = parent_context.is_some_and(|cx| cx.has_active_span());
+        let has_parent =
+            parent_context.is_some_and(opentelemetry::trace::TraceContextExt::has_active_span);
         if *span_kind == SpanKind::Server {
             match self.rule_for(attributes).map(|r| &r.decision) {
                 Some(RouteDecision::Drop) => {
@@ -214,6 +215,10 @@ mod tests {
 
     use super::*;
 
+    #[expect(
+        clippy::needless_pass_by_value,
+        reason = "the arguments of `ShouldSample::should_sample`, as its callers write them"
+    )]
     fn sample(
         s: &RouteRuleSampler,
         parent: Option<&Context>,

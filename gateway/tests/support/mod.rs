@@ -28,24 +28,24 @@ use axum::{
 use common::config::Vars;
 use gateway::{AppState, Config};
 use serde_json::{Value, json};
-pub use testkit::fake::Neighbour as Orders;
-pub use testkit::response::{TestResponse, is_trace_id};
+pub(crate) use testkit::fake::Neighbour as Orders;
+pub(crate) use testkit::response::{TestResponse, is_trace_id};
 use testkit::service::InProcess;
 
 /// The order id the fake order service gives every order it creates.
-pub const FAKE_ORDER_ID: &str = "01936b2e-7c3a-7def-8123-456789abcdef";
+pub(crate) const FAKE_ORDER_ID: &str = "01936b2e-7c3a-7def-8123-456789abcdef";
 
 /// The trace id the fake order service puts in its bodies; the gateway must replace it with
 /// its own.
-pub const FAKE_TRACE_ID: &str = "ffffffffffffffffffffffffffffffff";
+pub(crate) const FAKE_TRACE_ID: &str = "ffffffffffffffffffffffffffffffff";
 
 /// An order as a client writes it, byte for byte (`serde_json::json!` would turn `42.50` into
 /// the float `42.5`, and the literal is what is being tested).
-pub const ORDER: &str = r#"{"user_id":1,"amount":42.50,"currency":"USD","tier":"gold"}"#;
+pub(crate) const ORDER: &str = r#"{"user_id":1,"amount":42.50,"currency":"USD","tier":"gold"}"#;
 
 /// The gateway under test and the fake it calls; the requests themselves (`get`, `send`) are
 /// [`InProcess`]'s, reached through `Deref`.
-pub struct TestApp {
+pub(crate) struct TestApp {
     app: InProcess,
     pub orders: FakeOrders,
 }
@@ -60,12 +60,12 @@ impl Deref for TestApp {
 
 impl TestApp {
     /// The gateway with the default configuration and a fake order service.
-    pub async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         Self::start_with(Orders::Fake, &[]).await
     }
 
     /// The gateway calling `orders`, with extra configuration `vars`.
-    pub async fn start_with(orders: Orders, vars: &[(&str, &str)]) -> Self {
+    pub(crate) async fn start_with(orders: Orders, vars: &[(&str, &str)]) -> Self {
         let telemetry = testkit::telemetry::install();
         let fake = FakeOrders::start().await;
         let url = orders.url(fake.url()).await;
@@ -81,19 +81,23 @@ impl TestApp {
     }
 
     /// `POST /api/orders` with a JSON body given byte for byte.
-    pub async fn post_order(&self, body: &str) -> TestResponse {
+    pub(crate) async fn post_order(&self, body: &str) -> TestResponse {
         self.post_order_with(&[], body).await
     }
 
     /// `POST /api/orders` with a JSON body and extra headers.
-    pub async fn post_order_with(&self, headers: &[(&str, &str)], body: &str) -> TestResponse {
+    pub(crate) async fn post_order_with(
+        &self,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> TestResponse {
         self.post_json("/api/orders", headers, body).await
     }
 }
 
 /// What the fake order service answers to every request.
 #[derive(Clone, Debug)]
-pub struct Reply {
+pub(crate) struct Reply {
     status: StatusCode,
     content_type: &'static str,
     body: String,
@@ -103,12 +107,16 @@ pub struct Reply {
 
 impl Reply {
     /// `status` with `body` as JSON.
-    pub fn json(status: StatusCode, body: Value) -> Self {
+    pub(crate) fn json(status: StatusCode, body: &Value) -> Self {
         Self::raw(status, "application/json", body.to_string())
     }
 
     /// `status` with `body` byte for byte.
-    pub fn raw(status: StatusCode, content_type: &'static str, body: impl Into<String>) -> Self {
+    pub(crate) fn raw(
+        status: StatusCode,
+        content_type: &'static str,
+        body: impl Into<String>,
+    ) -> Self {
         Reply {
             status,
             content_type,
@@ -119,20 +127,20 @@ impl Reply {
     }
 
     /// The order service's answer to a created order: [`FAKE_ORDER_ID`], confirmed.
-    pub fn created() -> Self {
+    pub(crate) fn created() -> Self {
         Self::json(
             StatusCode::CREATED,
-            json!({"order_id": FAKE_ORDER_ID, "status": "confirmed", "trace_id": FAKE_TRACE_ID}),
+            &json!({"order_id": FAKE_ORDER_ID, "status": "confirmed", "trace_id": FAKE_TRACE_ID}),
         )
     }
 
-    pub fn with_header(mut self, name: &'static str, value: &'static str) -> Self {
+    pub(crate) fn with_header(mut self, name: &'static str, value: &'static str) -> Self {
         self.headers.push((name, value));
         self
     }
 
     /// Waits `delay` before answering.
-    pub fn after(mut self, delay: Duration) -> Self {
+    pub(crate) fn after(mut self, delay: Duration) -> Self {
         self.delay = delay;
         self
     }
@@ -140,7 +148,7 @@ impl Reply {
 
 /// A request as the fake order service received it.
 #[derive(Clone, Debug)]
-pub struct Received {
+pub(crate) struct Received {
     pub method: Method,
     /// The request target as it arrived, percent-encoding and all.
     pub path: String,
@@ -149,18 +157,18 @@ pub struct Received {
 }
 
 impl Received {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
     /// The body as text.
-    pub fn body_text(&self) -> String {
+    pub(crate) fn body_text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
     /// The `baggage` entries, from every `baggage` header, keys to values (properties
     /// dropped). Enough W3C Baggage parsing for values the gateway writes.
-    pub fn baggage(&self) -> BTreeMap<String, String> {
+    pub(crate) fn baggage(&self) -> BTreeMap<String, String> {
         self.headers
             .get_all("baggage")
             .iter()
@@ -176,7 +184,7 @@ impl Received {
 
     /// The trace id of the `traceparent` header; fails the test unless the header is a
     /// version-00 traceparent: `00-{32 hex}-{16 hex}-{2 hex}`.
-    pub fn traceparent_trace_id(&self) -> String {
+    pub(crate) fn traceparent_trace_id(&self) -> String {
         let value = self
             .header("traceparent")
             .unwrap_or_else(|| panic!("a traceparent header in {:?}", self.headers));
@@ -201,7 +209,7 @@ impl Received {
 
 /// A stand-in for the order service: records each request and answers it with the current
 /// [`Reply`]. Serves on its own task until the test's runtime ends.
-pub struct FakeOrders {
+pub(crate) struct FakeOrders {
     url: String,
     state: Arc<FakeState>,
 }
@@ -224,22 +232,22 @@ impl FakeOrders {
         FakeOrders { url, state }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         self.url.clone()
     }
 
     /// How every later request is answered.
-    pub fn reply_with(&self, reply: Reply) {
+    pub(crate) fn reply_with(&self, reply: Reply) {
         *self.state.reply.lock().expect("the fake's lock") = reply;
     }
 
     /// How many requests arrived.
-    pub fn calls(&self) -> usize {
+    pub(crate) fn calls(&self) -> usize {
         self.state.received.lock().expect("the fake's lock").len()
     }
 
     /// The one request that arrived; fails the test unless exactly one did.
-    pub fn only_request(&self) -> Received {
+    pub(crate) fn only_request(&self) -> Received {
         let received = self.state.received.lock().expect("the fake's lock");
         assert_eq!(
             received.len(),
@@ -250,7 +258,7 @@ impl FakeOrders {
     }
 
     /// The latest request; fails the test if none arrived.
-    pub fn last_request(&self) -> Received {
+    pub(crate) fn last_request(&self) -> Received {
         self.state
             .received
             .lock()

@@ -122,6 +122,10 @@ mod tests {
     }
 
     #[test]
+    #[expect(
+        clippy::too_many_lines,
+        reason = "a table of cases, one row per bad value"
+    )]
     fn each_kind_of_bad_value_is_rejected_with_the_field_named() {
         let cases = [
             (

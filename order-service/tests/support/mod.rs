@@ -34,15 +34,15 @@ use common::{
 use order_service::{AppState, Config};
 use serde_json::{Value, json};
 use sqlx::postgres::PgConnectOptions;
-pub use testkit::fake::Neighbour as Payments;
-pub use testkit::response::{TestResponse, is_trace_id};
+pub(crate) use testkit::fake::Neighbour as Payments;
+pub(crate) use testkit::response::{TestResponse, is_trace_id};
 use testkit::service::{InProcess, database_service_vars};
 use uuid::Uuid;
 
 /// The service under test, the fake it calls, and a way to look at its table; the requests
 /// themselves (`get`, `send`), the pool and `close` are [`InProcess`]'s, reached through
 /// `Deref`.
-pub struct TestApp {
+pub(crate) struct TestApp {
     app: InProcess,
     pub payments: FakePayments,
 }
@@ -57,7 +57,7 @@ impl Deref for TestApp {
 
 /// A row of `orders`, as the assertions read it.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct OrderRecord {
+pub(crate) struct OrderRecord {
     pub user_id: i64,
     pub amount_minor: i64,
     pub currency: String,
@@ -67,12 +67,12 @@ pub struct OrderRecord {
 
 impl TestApp {
     /// The service with a fake payment service that charges every order.
-    pub async fn start(options: PgConnectOptions) -> Self {
+    pub(crate) async fn start(options: PgConnectOptions) -> Self {
         Self::start_with(options, Payments::Fake, &[]).await
     }
 
     /// The service with `payments` and extra configuration `vars`.
-    pub async fn start_with(
+    pub(crate) async fn start_with(
         options: PgConnectOptions,
         payments: Payments,
         vars: &[(&str, &str)],
@@ -85,7 +85,7 @@ impl TestApp {
         let mut config = Config::from_vars(&database_service_vars(&pairs))
             .expect("the test configuration is valid");
         config.backend.database = Secret::new(options);
-        let db = Database::connect_lazy(config.backend.database.clone(), PoolSettings::default());
+        let db = Database::connect_lazy(&config.backend.database, PoolSettings::default());
         let router = order_service::router(AppState::new(&config, db.clone()), &config);
         TestApp {
             app: InProcess::new(router, telemetry).with_database(db),
@@ -95,12 +95,12 @@ impl TestApp {
 
     /// `POST /orders` with a JSON body given byte for byte (so `42.50` is sent as written:
     /// `serde_json::json!` would turn it into the float `42.5`).
-    pub async fn post_order(&self, body: &str) -> TestResponse {
+    pub(crate) async fn post_order(&self, body: &str) -> TestResponse {
         self.post_order_with_key(None, body).await
     }
 
     /// [`post_order`](Self::post_order) with, if given, an `Idempotency-Key`.
-    pub async fn post_order_with_key(&self, key: Option<&str>, body: &str) -> TestResponse {
+    pub(crate) async fn post_order_with_key(&self, key: Option<&str>, body: &str) -> TestResponse {
         let headers: Vec<(&str, &str)> = key
             .map(|key| ("idempotency-key", key))
             .into_iter()
@@ -109,7 +109,7 @@ impl TestApp {
     }
 
     /// The row of order `id`; fails the test if there is none.
-    pub async fn order(&self, id: Uuid) -> OrderRecord {
+    pub(crate) async fn order(&self, id: Uuid) -> OrderRecord {
         sqlx::query_as(
             "SELECT user_id, amount_minor, currency, status, trace_id FROM orders WHERE id = $1",
         )
@@ -121,17 +121,17 @@ impl TestApp {
     }
 
     /// How many rows `orders` has in all.
-    pub async fn order_count(&self) -> i64 {
+    pub(crate) async fn order_count(&self) -> i64 {
         self.row_count("orders").await
     }
 }
 
 /// The order most tests place: user 1, 42.50 USD.
-pub const ORDER: &str = r#"{"user_id":1,"amount":42.50,"currency":"USD"}"#;
+pub(crate) const ORDER: &str = r#"{"user_id":1,"amount":42.50,"currency":"USD"}"#;
 
 /// How the fake payment service answers `POST /charge`.
 #[derive(Clone, Debug)]
-pub enum Reply {
+pub(crate) enum Reply {
     /// 200 with a `ChargeResponse`, as the real service answers a successful charge.
     Charge,
     /// `status` with `body` as JSON.
@@ -143,7 +143,7 @@ pub enum Reply {
 /// A stand-in for the payment service: counts and records the charges it receives and
 /// answers each with the current [`Reply`]. Serves on its own task until the test's runtime
 /// ends.
-pub struct FakePayments {
+pub(crate) struct FakePayments {
     url: String,
     state: Arc<FakeState>,
 }
@@ -168,22 +168,22 @@ impl FakePayments {
         FakePayments { url, state }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         self.url.clone()
     }
 
     /// How every later charge is answered.
-    pub fn reply_with(&self, reply: Reply) {
+    pub(crate) fn reply_with(&self, reply: Reply) {
         *self.state.reply.lock().expect("the fake's lock") = reply;
     }
 
     /// How many charges arrived (including ones the fake answered with an error).
-    pub fn calls(&self) -> usize {
+    pub(crate) fn calls(&self) -> usize {
         self.state.calls.load(Ordering::SeqCst)
     }
 
     /// The bodies of the charges received, in order.
-    pub fn received(&self) -> Vec<Value> {
+    pub(crate) fn received(&self) -> Vec<Value> {
         self.state.received.lock().expect("the fake's lock").clone()
     }
 }

@@ -248,7 +248,7 @@ mod tests {
             ("another user", |p| p.user_id = UserId(2)),
             ("another amount", |p| p.money.minor = 4251),
             ("another currency", |p| {
-                p.money.currency = Currency::from_code("EUR").unwrap()
+                p.money.currency = Currency::from_code("EUR").unwrap();
             }),
         ];
         for (what, change) in changes {

@@ -20,13 +20,13 @@ use common::{
 use payment_service::{AppState, Config};
 use serde_json::Value;
 use sqlx::postgres::PgConnectOptions;
-pub use testkit::response::TestResponse;
+pub(crate) use testkit::response::TestResponse;
 use testkit::service::{InProcess, database_service_vars};
 use uuid::Uuid;
 
 /// The service under test, and a way to look at its tables; the requests themselves (`get`,
 /// `send`), the pool and `close` are [`InProcess`]'s, reached through `Deref`.
-pub struct TestApp {
+pub(crate) struct TestApp {
     app: InProcess,
     /// Signs charges as the order service does, with the key the service is configured with.
     signer: ChargeSigner,
@@ -42,7 +42,7 @@ impl Deref for TestApp {
 
 /// A row of `payments`, as the assertions read it.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct Payment {
+pub(crate) struct Payment {
     pub id: Uuid,
     pub user_id: i64,
     pub amount_minor: i64,
@@ -54,7 +54,7 @@ pub struct Payment {
 
 impl TestApp {
     /// The router on the test database that `options` points at.
-    pub fn new(options: PgConnectOptions) -> Self {
+    pub(crate) fn new(options: PgConnectOptions) -> Self {
         let telemetry = testkit::telemetry::install();
         let mut config =
             Config::from_vars(&database_service_vars(&[("PROCESSOR_LATENCY_MS", "0")]))
@@ -62,7 +62,7 @@ impl TestApp {
         config.backend.database = Secret::new(options);
         let signer = ChargeSigner::new(config.backend.charge_signing_key.clone());
         let db = Database::connect_lazy(
-            config.backend.database.clone(),
+            &config.backend.database,
             PoolSettings {
                 // Enough for the concurrency test's five simultaneous charges.
                 max_connections: 8,
@@ -78,7 +78,7 @@ impl TestApp {
 
     /// `POST /charge` with a JSON body, signed as the order service signs it (when the body is
     /// a `ChargeRequest` at all; one that is not goes unsigned, and is refused for its shape).
-    pub async fn charge(&self, body: &Value) -> TestResponse {
+    pub(crate) async fn charge(&self, body: &Value) -> TestResponse {
         let signature = serde_json::from_value::<ChargeRequest>(body.clone())
             .ok()
             .map(|charge| self.signer.sign(&charge));
@@ -86,7 +86,11 @@ impl TestApp {
     }
 
     /// `POST /charge` with a JSON body and, if given, this `charge-signature`.
-    pub async fn charge_signed(&self, body: &Value, signature: Option<&str>) -> TestResponse {
+    pub(crate) async fn charge_signed(
+        &self,
+        body: &Value,
+        signature: Option<&str>,
+    ) -> TestResponse {
         let headers: Vec<(&str, &str)> = signature
             .map(|s| (SIGNATURE_HEADER, s))
             .into_iter()
@@ -95,13 +99,13 @@ impl TestApp {
     }
 
     /// The signature the order service would send for `body`.
-    pub fn signature_for(&self, body: &Value) -> String {
+    pub(crate) fn signature_for(&self, body: &Value) -> String {
         let charge: ChargeRequest = serde_json::from_value(body.clone()).expect("a charge request");
         self.signer.sign(&charge)
     }
 
     /// The reasons recorded in `refused_charges` for `order_id`, oldest first.
-    pub async fn refusals_for(&self, order_id: Uuid) -> Vec<String> {
+    pub(crate) async fn refusals_for(&self, order_id: Uuid) -> Vec<String> {
         sqlx::query_scalar("SELECT reason FROM refused_charges WHERE order_id = $1 ORDER BY id")
             .bind(order_id)
             .fetch_all(self.pool())
@@ -110,7 +114,7 @@ impl TestApp {
     }
 
     /// `POST /charge` with a body given byte for byte, and any content type.
-    pub async fn charge_raw(&self, content_type: &str, body: &str) -> TestResponse {
+    pub(crate) async fn charge_raw(&self, content_type: &str, body: &str) -> TestResponse {
         self.send(
             Method::POST,
             "/charge",
@@ -121,7 +125,7 @@ impl TestApp {
     }
 
     /// Every payment recorded for `order_id` (the schema allows at most one).
-    pub async fn payments_for(&self, order_id: Uuid) -> Vec<Payment> {
+    pub(crate) async fn payments_for(&self, order_id: Uuid) -> Vec<Payment> {
         sqlx::query_as(
             "SELECT id, user_id, amount_minor, currency, status, processor_charge_id, decline_reason \
              FROM payments WHERE order_id = $1",
@@ -133,7 +137,7 @@ impl TestApp {
     }
 
     /// The one payment recorded for `order_id`; fails the test unless there is exactly one.
-    pub async fn only_payment_for(&self, order_id: Uuid) -> Payment {
+    pub(crate) async fn only_payment_for(&self, order_id: Uuid) -> Payment {
         let mut payments = self.payments_for(order_id).await;
         assert_eq!(
             payments.len(),
@@ -144,13 +148,13 @@ impl TestApp {
     }
 
     /// How many rows `payments` has in all.
-    pub async fn payment_count(&self) -> i64 {
+    pub(crate) async fn payment_count(&self) -> i64 {
         self.row_count("payments").await
     }
 }
 
 /// A charge request for a seeded user, as the order service would send it.
-pub fn charge_body(order_id: Uuid, user_id: i64, amount_minor: i64) -> Value {
+pub(crate) fn charge_body(order_id: Uuid, user_id: i64, amount_minor: i64) -> Value {
     serde_json::json!({
         "order_id": order_id,
         "user_id": user_id,
