@@ -73,7 +73,7 @@ struct Cli {
     seconds: u64,
     /// Requests in flight in the closed loop (and pgbench's clients).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
-    concurrency: usize,
+    concurrency: u64,
     /// Where the results table goes (the part between its markers is replaced).
     #[arg(long)]
     output: Option<PathBuf>,
@@ -254,7 +254,7 @@ impl Plan {
                 rounds: cli.rounds,
                 warm_up: Duration::from_secs(2),
                 phase: Duration::from_secs(cli.seconds),
-                concurrency: cli.concurrency,
+                concurrency: usize::try_from(cli.concurrency).expect("at most 1024"),
                 smoke: false,
                 work,
             }

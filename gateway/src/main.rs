@@ -13,18 +13,8 @@ async fn main() -> anyhow::Result<()> {
     let telemetry = common::telemetry::init(&config.service.telemetry, env!("CARGO_PKG_VERSION"))
         .context("setting up telemetry")?;
 
-    let listener = tokio::net::TcpListener::bind(config.service.listen_addr)
-        .await
-        .with_context(|| format!("binding LISTEN_ADDR {}", config.service.listen_addr))?;
     let app = gateway::router(AppState::new(&config), &config);
-    common::http_server::serve(
-        listener,
-        app,
-        config.service.connections,
-        common::shutdown::signal(),
-    )
-    .await
-    .context("serving HTTP")?;
+    common::http_server::serve_until_signal(&config.service, app).await?;
 
     telemetry.shutdown().await;
     Ok(())

@@ -16,6 +16,7 @@ use common::{
     api::{CreateOrderRequest, OrderCreated, OrderView},
     extract::{self, IdempotencyKey},
     http_client::Idempotent,
+    http_server::readiness,
     propagation::with_baggage_entries,
     telemetry::{current_trace_id, record_result},
 };
@@ -154,22 +155,11 @@ fn upstream_error(status: StatusCode, body: &[u8]) -> GatewayError {
 
 /// `GET /readyz`: the order service answers.
 pub(crate) async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
-    let ok = app
+    let order_service = app
         .orders
         .request(Method::GET, "/healthz", "/healthz")
         .send()
         .await
         .is_ok_and(|r| r.status().is_success());
-    if ok {
-        (
-            StatusCode::OK,
-            Json(serde_json::json!({"status": "ready", "order_service": "ok"})),
-        )
-    } else {
-        tracing::warn!("not ready: order service unavailable");
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({"status": "not_ready", "order_service": "unavailable"})),
-        )
-    }
+    readiness(&[("order_service", order_service)])
 }

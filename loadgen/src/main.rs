@@ -36,7 +36,7 @@ struct Cli {
     rate: f64,
     /// Closed loop instead: this many requests at a time, as fast as possible.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    concurrency: Option<usize>,
+    concurrency: Option<u32>,
     /// How long to send (`30s`, `5m`, `500ms`, or seconds); `0` runs until SIGTERM or
     /// Ctrl-C, then prints the summary.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
@@ -172,7 +172,9 @@ fn config(cli: &Cli) -> Config {
     Config {
         target: cli.target.clone(),
         mode: match cli.concurrency {
-            Some(concurrency) => Mode::Closed { concurrency },
+            Some(n) => Mode::Closed {
+                concurrency: usize::try_from(n).expect("at most 10 000"),
+            },
             None => Mode::Open {
                 rate: cli.rate,
                 max_in_flight: cli.max_in_flight,

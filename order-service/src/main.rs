@@ -18,18 +18,8 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("waiting for the database and applying its migrations")?;
 
-    let listener = tokio::net::TcpListener::bind(config.service.listen_addr)
-        .await
-        .with_context(|| format!("binding LISTEN_ADDR {}", config.service.listen_addr))?;
     let app = order_service::router(AppState::new(&config, db), &config);
-    common::http_server::serve(
-        listener,
-        app,
-        config.service.connections,
-        common::shutdown::signal(),
-    )
-    .await
-    .context("serving HTTP")?;
+    common::http_server::serve_until_signal(&config.service, app).await?;
 
     telemetry.shutdown().await;
     Ok(())

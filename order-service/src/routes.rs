@@ -21,7 +21,7 @@ use common::{
         ValidationError,
     },
     extract::{self, IdempotencyKey},
-    http_server::run_to_completion,
+    http_server::{readiness, run_to_completion},
     telemetry::{current_trace_id, record_result},
 };
 use reqwest::Method;
@@ -211,19 +211,5 @@ pub(crate) async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<ser
         .send()
         .await
         .is_ok_and(|r| r.status().is_success());
-    let status = if database && payment {
-        StatusCode::OK
-    } else {
-        tracing::warn!(database, payment_service = payment, "not ready");
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    let word = |ok: bool| if ok { "ok" } else { "unavailable" };
-    (
-        status,
-        Json(serde_json::json!({
-            "status": if status == StatusCode::OK { "ready" } else { "not_ready" },
-            "database": word(database),
-            "payment_service": word(payment),
-        })),
-    )
+    readiness(&[("database", database), ("payment_service", payment)])
 }

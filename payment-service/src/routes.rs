@@ -16,7 +16,7 @@ use axum::{
 use common::{
     api::{ChargeRequest, ChargeResponse, PaymentStatus},
     extract,
-    http_server::run_to_completion,
+    http_server::{readiness, run_to_completion},
     signing::{SIGNATURE_HEADER, SignatureError},
     telemetry::{current_trace_id, record_result},
 };
@@ -176,16 +176,5 @@ async fn decide(
 
 /// `GET /readyz`: the database answers.
 pub(crate) async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
-    if app.store.database().ping().await {
-        (
-            StatusCode::OK,
-            Json(serde_json::json!({"status": "ready", "database": "ok"})),
-        )
-    } else {
-        tracing::warn!("not ready: database unavailable");
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({"status": "not_ready", "database": "unavailable"})),
-        )
-    }
+    readiness(&[("database", app.store.database().ping().await)])
 }

@@ -25,8 +25,8 @@ use std::sync::Arc;
 use axum::{Router, extract::DefaultBodyLimit, middleware, routing::get};
 
 pub use limits::{ConnectionLimits, HttpLimits, limit_header_size};
-pub use metrics::{healthz, metrics};
-pub use serve::{run_to_completion, serve};
+pub use metrics::{healthz, metrics, readiness};
+pub use serve::{run_to_completion, serve, serve_until_signal};
 pub use span::trace_requests;
 
 use crate::{

@@ -34,6 +34,26 @@ pub async fn run_to_completion<T: Send + 'static>(
     }
 }
 
+/// How every service's `main` ends: binds its `LISTEN_ADDR` and [`serve`]s `router` within
+/// its connection limits until SIGTERM or Ctrl-C ([`crate::shutdown::signal`]).
+pub async fn serve_until_signal(
+    service: &crate::config::shared::ServiceConfig,
+    router: axum::Router,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let listener = tokio::net::TcpListener::bind(service.listen_addr)
+        .await
+        .with_context(|| format!("binding LISTEN_ADDR {}", service.listen_addr))?;
+    serve(
+        listener,
+        router,
+        service.connections,
+        crate::shutdown::signal(),
+    )
+    .await
+    .context("serving HTTP")
+}
+
 /// Serves `router` on `listener` within `limits` until `shutdown` resolves, then waits for
 /// in-flight requests to finish (their spans end, and are queued for export, before this
 /// returns).
