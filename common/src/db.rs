@@ -288,6 +288,12 @@ fn error_kind(error: &sqlx::Error) -> &'static str {
     }
 }
 
+/// A value read from a column that is not one the column may hold (an unknown status, say),
+/// as sqlx reports a decode failure of its own: the row is an error, never a default.
+pub fn undecodable(e: impl std::error::Error + Send + Sync + 'static) -> sqlx::Error {
+    sqlx::Error::Decode(Box::new(e))
+}
+
 /// Whether an error means the database is unreachable, overloaded or briefly in the way
 /// (answer 503 and let the caller retry) rather than a bug or a constraint (which a retry
 /// would not fix).

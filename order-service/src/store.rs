@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use common::{
     api::{Currency, Money, OrderId, OrderStatus, UnknownName, UserId},
-    db::{Database, Statement},
+    db::{Database, Statement, undecodable},
 };
 
 use crate::domain::{NewOrder, Order};
@@ -63,7 +63,7 @@ impl TryFrom<OrderRow> for Order {
     /// data, and reading it fails rather than guess (a guessed `pending` would be charged).
     fn try_from(row: OrderRow) -> Result<Self, Self::Error> {
         let currency = Currency::from_code(&row.currency)
-            .ok_or_else(|| decode_error(UnknownName::new("currency", &row.currency)))?;
+            .ok_or_else(|| undecodable(UnknownName::new("currency", &row.currency)))?;
         Ok(Order {
             id: row.id,
             user_id: row.user_id,
@@ -71,18 +71,13 @@ impl TryFrom<OrderRow> for Order {
                 minor: row.amount_minor,
                 currency,
             },
-            status: row.status.parse().map_err(decode_error)?,
+            status: row.status.parse().map_err(undecodable)?,
             request_fingerprint: row.request_fingerprint,
             trace_id: row.trace_id,
             created_at: row.created_at,
             updated_at: row.updated_at,
         })
     }
-}
-
-/// A value that is not what the column should hold, as sqlx reports one of its own.
-fn decode_error(e: UnknownName) -> sqlx::Error {
-    sqlx::Error::Decode(Box::new(e))
 }
 
 #[derive(Clone, Debug)]

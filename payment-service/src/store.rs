@@ -6,7 +6,7 @@
 
 use common::{
     api::{Currency, Money, UnknownName, UserId},
-    db::{Database, Statement},
+    db::{Database, Statement, undecodable},
     signing::SignatureError,
 };
 use uuid::Uuid;
@@ -60,7 +60,7 @@ impl TryFrom<UserRow> for User {
 
     fn try_from(row: UserRow) -> Result<Self, Self::Error> {
         Ok(User {
-            tier: row.tier.parse().map_err(decode_error)?,
+            tier: row.tier.parse().map_err(undecodable)?,
             credit_limit_minor: row.credit_limit_minor,
         })
     }
@@ -86,15 +86,15 @@ impl TryFrom<PaymentRow> for Payment {
     /// guess (a guessed `pending` would be charged again).
     fn try_from(row: PaymentRow) -> Result<Self, Self::Error> {
         let currency = Currency::from_code(&row.currency)
-            .ok_or_else(|| decode_error(UnknownName::new("currency", &row.currency)))?;
-        let status: PaymentStatus = row.status.parse().map_err(decode_error)?;
+            .ok_or_else(|| undecodable(UnknownName::new("currency", &row.currency)))?;
+        let status: PaymentStatus = row.status.parse().map_err(undecodable)?;
         let state = match (status, row.processor_charge_id, row.decline_reason) {
             (PaymentStatus::Pending, _, _) => PaymentState::Pending,
             (PaymentStatus::Succeeded, Some(charge_id), _) => {
                 PaymentState::Settled(ChargeOutcome::Succeeded { charge_id })
             }
             (PaymentStatus::Declined, _, Some(reason)) => PaymentState::Settled(
-                ChargeOutcome::Declined(reason.parse().map_err(decode_error)?),
+                ChargeOutcome::Declined(reason.parse().map_err(undecodable)?),
             ),
             (status, _, _) => {
                 return Err(sqlx::Error::Decode(
@@ -112,11 +112,6 @@ impl TryFrom<PaymentRow> for Payment {
             state,
         })
     }
-}
-
-/// A value that is not what the column should hold, as sqlx reports one of its own.
-fn decode_error(e: UnknownName) -> sqlx::Error {
-    sqlx::Error::Decode(Box::new(e))
 }
 
 #[derive(Clone, Debug)]

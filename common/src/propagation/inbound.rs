@@ -25,7 +25,7 @@ use opentelemetry::{
 };
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::{BaggageLimits, HeaderExtractor, copy_baggage, mark_random_trace_id};
+use super::{BaggageLimits, HeaderExtractor, copy_baggage, trace_context::mark_random_trace_id};
 
 /// What a service accepts from its callers' propagation headers.
 ///
@@ -138,7 +138,10 @@ fn allowed_baggage(baggage: &Baggage, keys: &[String], limits: BaggageLimits) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::propagation::{HeaderInjector, outgoing_tracestate, traceresponse};
+    use crate::propagation::{
+        HeaderInjector,
+        trace_context::{outgoing_tracestate, traceresponse},
+    };
     use http::HeaderValue;
     use opentelemetry::trace::{Tracer, TracerProvider};
     use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};

@@ -23,13 +23,11 @@ pub mod inbound;
 pub mod trace_context;
 pub mod tracestate;
 
-pub use baggage::{BaggageLimits, BaggagePropagator, parse_baggage, serialize_baggage};
-pub use inbound::{BaggagePolicy, Extracted, InboundPolicy};
-pub use trace_context::{
-    RandomTraceId, TraceContextPropagator, has_random_trace_id, mark_random_trace_id,
-    outgoing_tracestate, parse_traceparent, server_timing, set_response_headers, traceresponse,
-};
-pub use tracestate::{TraceStateList, parse_tracestate};
+// What the services and the rest of `common` use, at the top; everything else stays in its
+// module (`propagation::trace_context::traceresponse`), so this list is the interface.
+pub use baggage::{BaggageLimits, BaggagePropagator};
+pub use inbound::{BaggagePolicy, InboundPolicy};
+pub use trace_context::{TraceContextPropagator, parse_traceparent, set_response_headers};
 
 use std::sync::Arc;
 
