@@ -600,77 +600,6 @@ mod requests {
     }
 }
 
-/// Sends one request of `kind` and records how it ended; `started` is when it was meant to
-/// be sent (open loop) or was sent (closed loop).
-async fn send(
-    client: &reqwest::Client,
-    base: &str,
-    keepalive: bool,
-    recorder: &Recorder,
-    mut kind: Kind,
-    n: u64,
-    started: Instant,
-) {
-    let order_id = match kind {
-        Kind::Read => {
-            let id = recorder.an_order(n);
-            if id.is_none() {
-                kind = Kind::Order;
-            }
-            id
-        }
-        _ => None,
-    };
-    let orders = format!("{base}/api/orders");
-    let request = match kind {
-        Kind::Order => client.post(&orders).json(&requests::order(n)),
-        Kind::Read => client.get(format!(
-            "{orders}/{}",
-            order_id.expect("a read has an order id")
-        )),
-        Kind::Declined => client.post(&orders).json(&requests::declined(n)),
-        Kind::BadRequest => match requests::bad(n) {
-            requests::Bad::Json(body) => client.post(&orders).json(&body),
-            requests::Bad::Raw(body) => client
-                .post(&orders)
-                .header("content-type", "application/json")
-                .body(body),
-            requests::Bad::Path(path) => client.get(format!("{base}{path}")),
-        },
-    };
-    let request = if keepalive {
-        request
-    } else {
-        request.header("connection", "close")
-    };
-    let outcome = match request.send().await {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            // The body is read in full: the answer is not complete (and the connection not
-            // reusable) before it is.
-            match response.bytes().await {
-                Ok(body) => {
-                    if kind == Kind::Order
-                        && status == 201
-                        && let Some(id) = serde_json::from_slice::<serde_json::Value>(&body)
-                            .ok()
-                            .and_then(|v| v["order_id"].as_str().map(str::to_owned))
-                    {
-                        recorder.remember(id);
-                    }
-                    Outcome::Status(status)
-                }
-                Err(e) if e.is_timeout() => Outcome::Timeout,
-                Err(_) => Outcome::Transport,
-            }
-        }
-        Err(e) if e.is_timeout() => Outcome::Timeout,
-        Err(e) if e.is_connect() => Outcome::Connect,
-        Err(_) => Outcome::Transport,
-    };
-    recorder.finish(kind, outcome, started.elapsed());
-}
-
 /// Runs the load until `config.duration` has passed or `stop` resolves, whichever is first,
 /// then waits for the requests in flight and reports. `on_progress` is called once a second.
 pub async fn run(
@@ -686,16 +615,15 @@ pub async fn run(
     let deadline = config.duration.map(|d| start + d);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
-    let driver = tokio::spawn(drive(
-        config.mode,
-        config.keepalive,
-        deadline,
-        stop_rx,
+    let load = Load {
         client,
         base,
-        recorder.clone(),
+        keepalive: config.keepalive,
+        recorder: recorder.clone(),
         picker,
-    ));
+        deadline,
+    };
+    let driver = tokio::spawn(load.drive(config.mode, stop_rx));
 
     tokio::pin!(stop);
     let mut driver = driver;
@@ -718,55 +646,6 @@ pub async fn run(
         }
     }
     Ok(recorder.report(config.mode, start.elapsed()))
-}
-
-/// Sends requests in `mode` until the deadline or the stop signal.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the driver task owns its share of what `run` set up; a struct would only rename it"
-)]
-async fn drive(
-    mode: Mode,
-    keepalive: bool,
-    deadline: Option<Instant>,
-    stop_rx: tokio::sync::watch::Receiver<bool>,
-    client: reqwest::Client,
-    base: Arc<str>,
-    recorder: Arc<Recorder>,
-    picker: Arc<Mutex<Picker>>,
-) {
-    match mode {
-        Mode::Open {
-            rate,
-            max_in_flight,
-        } => {
-            open_loop(
-                rate,
-                max_in_flight,
-                deadline,
-                stop_rx,
-                client,
-                base,
-                keepalive,
-                recorder,
-                picker,
-            )
-            .await;
-        }
-        Mode::Closed { concurrency } => {
-            closed_loop(
-                concurrency,
-                deadline,
-                stop_rx,
-                client,
-                base,
-                keepalive,
-                recorder,
-                picker,
-            )
-            .await;
-        }
-    }
 }
 
 impl Recorder {
@@ -814,102 +693,146 @@ fn next_kind(picker: &Mutex<Picker>) -> Kind {
     picker.lock().unwrap_or_else(PoisonError::into_inner).next()
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn open_loop(
-    rate: f64,
-    max_in_flight: usize,
-    deadline: Option<Instant>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+/// What every request of a run shares: the client, where it goes, how it connects, what it
+/// records, what comes next, and until when. Cloned into each task (all of it is shared).
+#[derive(Clone)]
+struct Load {
     client: reqwest::Client,
     base: Arc<str>,
     keepalive: bool,
     recorder: Arc<Recorder>,
     picker: Arc<Mutex<Picker>>,
-) {
-    let slots = Arc::new(Semaphore::new(max_in_flight.max(1)));
-    let interval = Duration::from_secs_f64(1.0 / rate);
-    let start = tokio::time::Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for n in 0u64.. {
-        // The schedule is computed from the start, never from the previous send, so a late
-        // wake-up does not push every later request back.
-        let intended = start + interval.mul_f64(n as f64);
-        if deadline.is_some_and(|d| intended.into_std() >= d) {
-            break;
-        }
-        tokio::select! {
-            () = tokio::time::sleep_until(intended) => {}
-            _ = stop.wait_for(|s| *s) => break,
-        }
-        let kind = next_kind(&picker);
-        recorder.sent.fetch_add(1, Ordering::Relaxed);
-        recorder.in_flight.fetch_add(1, Ordering::Relaxed);
-        let (client, base, recorder, slots) = (
-            client.clone(),
-            base.clone(),
-            recorder.clone(),
-            slots.clone(),
-        );
-        tasks.spawn(async move {
-            let _slot = slots.acquire_owned().await;
-            send(
-                &client,
-                &base,
-                keepalive,
-                &recorder,
-                kind,
-                n,
-                intended.into_std(),
-            )
-            .await;
-            recorder.in_flight.fetch_sub(1, Ordering::Relaxed);
-        });
-        // Reap finished tasks as we go, so the set stays as small as what is in flight.
-        while tasks.try_join_next().is_some() {}
-    }
-    while tasks.join_next().await.is_some() {}
+    deadline: Option<Instant>,
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn closed_loop(
-    concurrency: usize,
-    deadline: Option<Instant>,
-    stop: tokio::sync::watch::Receiver<bool>,
-    client: reqwest::Client,
-    base: Arc<str>,
-    keepalive: bool,
-    recorder: Arc<Recorder>,
-    picker: Arc<Mutex<Picker>>,
-) {
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..concurrency.max(1) {
-        let (client, base, recorder, picker, stop) = (
-            client.clone(),
-            base.clone(),
-            recorder.clone(),
-            picker.clone(),
-            stop.clone(),
-        );
-        workers.spawn(async move {
-            while !*stop.borrow() && deadline.is_none_or(|d| Instant::now() < d) {
-                let kind = next_kind(&picker);
-                let n = recorder.sent.fetch_add(1, Ordering::Relaxed);
-                recorder.in_flight.fetch_add(1, Ordering::Relaxed);
-                send(
-                    &client,
-                    &base,
-                    keepalive,
-                    &recorder,
-                    kind,
-                    n,
-                    Instant::now(),
-                )
-                .await;
-                recorder.in_flight.fetch_sub(1, Ordering::Relaxed);
-            }
-        });
+impl Load {
+    /// Sends requests in `mode` until the deadline or the stop signal.
+    async fn drive(self, mode: Mode, stop: tokio::sync::watch::Receiver<bool>) {
+        match mode {
+            Mode::Open {
+                rate,
+                max_in_flight,
+            } => self.open_loop(rate, max_in_flight, stop).await,
+            Mode::Closed { concurrency } => self.closed_loop(concurrency, stop).await,
+        }
     }
-    while workers.join_next().await.is_some() {}
+
+    async fn open_loop(
+        self,
+        rate: f64,
+        max_in_flight: usize,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let slots = Arc::new(Semaphore::new(max_in_flight.max(1)));
+        let interval = Duration::from_secs_f64(1.0 / rate);
+        let start = tokio::time::Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0u64.. {
+            // The schedule is computed from the start, never from the previous send, so a late
+            // wake-up does not push every later request back.
+            let intended = start + interval.mul_f64(n as f64);
+            if self.deadline.is_some_and(|d| intended.into_std() >= d) {
+                break;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(intended) => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+            let kind = next_kind(&self.picker);
+            self.recorder.sent.fetch_add(1, Ordering::Relaxed);
+            self.recorder.in_flight.fetch_add(1, Ordering::Relaxed);
+            let (load, slots) = (self.clone(), slots.clone());
+            tasks.spawn(async move {
+                let _slot = slots.acquire_owned().await;
+                load.send(kind, n, intended.into_std()).await;
+                load.recorder.in_flight.fetch_sub(1, Ordering::Relaxed);
+            });
+            // Reap finished tasks as we go, so the set stays as small as what is in flight.
+            while tasks.try_join_next().is_some() {}
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    async fn closed_loop(self, concurrency: usize, stop: tokio::sync::watch::Receiver<bool>) {
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..concurrency.max(1) {
+            let (load, stop) = (self.clone(), stop.clone());
+            workers.spawn(async move {
+                while !*stop.borrow() && load.deadline.is_none_or(|d| Instant::now() < d) {
+                    let kind = next_kind(&load.picker);
+                    let n = load.recorder.sent.fetch_add(1, Ordering::Relaxed);
+                    load.recorder.in_flight.fetch_add(1, Ordering::Relaxed);
+                    load.send(kind, n, Instant::now()).await;
+                    load.recorder.in_flight.fetch_sub(1, Ordering::Relaxed);
+                }
+            });
+        }
+        while workers.join_next().await.is_some() {}
+    }
+
+    /// Sends one request of `kind` and records how it ended; `started` is when it was meant
+    /// to be sent (open loop) or was sent (closed loop).
+    async fn send(&self, mut kind: Kind, n: u64, started: Instant) {
+        let order_id = match kind {
+            Kind::Read => {
+                let id = self.recorder.an_order(n);
+                if id.is_none() {
+                    kind = Kind::Order;
+                }
+                id
+            }
+            _ => None,
+        };
+        let orders = format!("{}/api/orders", self.base);
+        let request = match kind {
+            Kind::Order => self.client.post(&orders).json(&requests::order(n)),
+            Kind::Read => self.client.get(format!(
+                "{orders}/{}",
+                order_id.expect("a read has an order id")
+            )),
+            Kind::Declined => self.client.post(&orders).json(&requests::declined(n)),
+            Kind::BadRequest => match requests::bad(n) {
+                requests::Bad::Json(body) => self.client.post(&orders).json(&body),
+                requests::Bad::Raw(body) => self
+                    .client
+                    .post(&orders)
+                    .header("content-type", "application/json")
+                    .body(body),
+                requests::Bad::Path(path) => self.client.get(format!("{}{path}", self.base)),
+            },
+        };
+        let request = if self.keepalive {
+            request
+        } else {
+            request.header("connection", "close")
+        };
+        let outcome = match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                // The body is read in full: the answer is not complete (and the connection not
+                // reusable) before it is.
+                match response.bytes().await {
+                    Ok(body) => {
+                        if kind == Kind::Order
+                            && status == 201
+                            && let Some(id) = serde_json::from_slice::<serde_json::Value>(&body)
+                                .ok()
+                                .and_then(|v| v["order_id"].as_str().map(str::to_owned))
+                        {
+                            self.recorder.remember(id);
+                        }
+                        Outcome::Status(status)
+                    }
+                    Err(e) if e.is_timeout() => Outcome::Timeout,
+                    Err(_) => Outcome::Transport,
+                }
+            }
+            Err(e) if e.is_timeout() => Outcome::Timeout,
+            Err(e) if e.is_connect() => Outcome::Connect,
+            Err(_) => Outcome::Transport,
+        };
+        self.recorder.finish(kind, outcome, started.elapsed());
+    }
 }
 
 #[cfg(test)]
