@@ -77,30 +77,12 @@ impl<P: SpanProcessor> SpanProcessor for WithBaggage<P> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
 
     use opentelemetry::trace::{TraceContextExt, Tracer, TracerProvider as _};
     use opentelemetry_sdk::trace::SdkTracerProvider;
 
     use super::*;
-
-    /// Keeps the spans that end (the SDK's in-memory exporter needs its `testing` feature,
-    /// which would switch on metrics and logs for every test build).
-    #[derive(Clone, Debug, Default)]
-    struct Collect(Arc<Mutex<Vec<SpanData>>>);
-
-    impl SpanProcessor for Collect {
-        fn on_start(&self, _span: &mut Span, _cx: &Context) {}
-        fn on_end(&self, span: SpanData) {
-            self.0.lock().unwrap().push(span);
-        }
-        fn force_flush(&self) -> OTelSdkResult {
-            Ok(())
-        }
-        fn shutdown_with_timeout(&self, _timeout: std::time::Duration) -> OTelSdkResult {
-            Ok(())
-        }
-    }
+    use crate::telemetry::Collect;
 
     #[test]
     fn every_baggage_entry_becomes_an_attribute_of_the_spans_started_under_it() {
@@ -119,7 +101,7 @@ mod tests {
         tracer.start_with_context("lookup_user", &cx).end();
         cx.span().end();
 
-        let spans = collected.0.lock().unwrap().clone();
+        let spans = collected.spans();
         assert_eq!(spans.len(), 2);
         for span in spans {
             let attr = |k: &str| {
@@ -156,7 +138,7 @@ mod tests {
             .start_with_context("charge_card", &cx)
             .end();
 
-        let spans = collected.0.lock().unwrap().clone();
+        let spans = collected.spans();
         for key in ["user_id", "customer_tier"] {
             let kv = spans[0]
                 .attributes
@@ -194,7 +176,7 @@ mod tests {
             .start_with_context("charge_card", &cx)
             .end();
 
-        let spans = collected.0.lock().unwrap().clone();
+        let spans = collected.spans();
         assert_eq!(spans.len(), 1, "the inner processor got the span");
         assert!(
             spans[0]

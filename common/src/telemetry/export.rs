@@ -230,7 +230,6 @@ pub(crate) fn spawn_reporter(stats: Arc<ExportStats>, every: Duration) {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
 
     use opentelemetry::trace::{
         SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
@@ -238,6 +237,8 @@ mod tests {
     use opentelemetry_sdk::{error::OTelSdkError, trace::SpanEvents, trace::SpanLinks};
 
     use super::*;
+    // Stands in for the batch processor: keeps what it is given.
+    use crate::telemetry::Collect;
 
     fn span() -> SpanData {
         SpanData {
@@ -263,23 +264,6 @@ mod tests {
         }
     }
 
-    /// A processor that keeps what it is given, standing in for the batch processor.
-    #[derive(Debug, Default)]
-    struct Keep(Mutex<Vec<SpanData>>);
-
-    impl SpanProcessor for Keep {
-        fn on_start(&self, _: &mut Span, _: &Context) {}
-        fn on_end(&self, span: SpanData) {
-            self.0.lock().unwrap().push(span);
-        }
-        fn force_flush(&self) -> OTelSdkResult {
-            Ok(())
-        }
-        fn shutdown_with_timeout(&self, _: Duration) -> OTelSdkResult {
-            Ok(())
-        }
-    }
-
     #[derive(Debug)]
     struct Answer(bool);
 
@@ -296,7 +280,7 @@ mod tests {
     #[test]
     fn spans_beyond_the_capacity_are_dropped_and_counted() {
         let stats = ExportStats::new(3);
-        let admission = Admission::new(Keep::default(), stats.clone());
+        let admission = Admission::new(Collect::default(), stats.clone());
         for _ in 0..5 {
             admission.on_end(span());
         }
@@ -315,7 +299,7 @@ mod tests {
     #[tokio::test]
     async fn an_export_settles_its_spans_delivered_or_failed_and_frees_room() {
         let stats = ExportStats::new(4);
-        let admission = Admission::new(Keep::default(), stats.clone());
+        let admission = Admission::new(Collect::default(), stats.clone());
         for _ in 0..4 {
             admission.on_end(span());
         }
@@ -350,7 +334,7 @@ mod tests {
             }
         }
         let stats = ExportStats::new(2);
-        let admission = Admission::new(Keep::default(), stats.clone());
+        let admission = Admission::new(Collect::default(), stats.clone());
         admission.on_end(span());
         admission.on_end(span());
         let exporter = CountingExporter::new(Hang, stats.clone());

@@ -595,6 +595,36 @@ pub fn current_trace_id() -> Option<String> {
     trace_id(&Span::current())
 }
 
+/// Keeps the spans that end, for the telemetry tests (the SDK's in-memory exporter needs its
+/// `testing` feature, which would switch on metrics and logs for every test build).
+#[cfg(test)]
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Collect(
+    std::sync::Arc<std::sync::Mutex<Vec<opentelemetry_sdk::trace::SpanData>>>,
+);
+
+#[cfg(test)]
+impl Collect {
+    /// The spans that ended so far.
+    pub(crate) fn spans(&self) -> Vec<opentelemetry_sdk::trace::SpanData> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+#[cfg(test)]
+impl opentelemetry_sdk::trace::SpanProcessor for Collect {
+    fn on_start(&self, _: &mut opentelemetry_sdk::trace::Span, _: &opentelemetry::Context) {}
+    fn on_end(&self, span: opentelemetry_sdk::trace::SpanData) {
+        self.0.lock().unwrap().push(span);
+    }
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+    fn shutdown_with_timeout(&self, _: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -872,32 +902,13 @@ mod tests {
 
     /// The spans `f` ends, recorded through the services' OpenTelemetry layer.
     fn recorded(f: impl FnOnce()) -> Vec<opentelemetry_sdk::trace::SpanData> {
-        use opentelemetry_sdk::{
-            error::OTelSdkResult,
-            trace::{SpanData, SpanProcessor},
-        };
-        #[derive(Clone, Debug, Default)]
-        struct Collect(std::sync::Arc<std::sync::Mutex<Vec<SpanData>>>);
-        impl SpanProcessor for Collect {
-            fn on_start(&self, _: &mut opentelemetry_sdk::trace::Span, _: &opentelemetry::Context) {
-            }
-            fn on_end(&self, span: SpanData) {
-                self.0.lock().unwrap().push(span);
-            }
-            fn force_flush(&self) -> OTelSdkResult {
-                Ok(())
-            }
-            fn shutdown_with_timeout(&self, _: Duration) -> OTelSdkResult {
-                Ok(())
-            }
-        }
         let collected = Collect::default();
         let provider = SdkTracerProvider::builder()
             .with_span_processor(collected.clone())
             .build();
         let subscriber = tracing_subscriber::registry().with(otel_layer(provider.tracer("test")));
         tracing::subscriber::with_default(subscriber, f);
-        collected.0.lock().unwrap().clone()
+        collected.spans()
     }
 
     #[test]
