@@ -8,7 +8,7 @@
 //! 3. starts `trace-view listen` on the standard OTLP ports, with its output on this terminal;
 //! 4. starts payment-service, order-service and gateway on their usual ports (those of each
 //!    one's declared `LISTEN_ADDR` default, on this host only), exporting to it over
-//!    OTLP/gRPC, with their logs in files (the terminal is for waterfalls), and waits for each
+//!    OTLP/HTTP (protobuf), with their logs in files (the terminal is for waterfalls), and waits for each
 //!    to be ready before it starts the one that calls it;
 //! 5. prints where everything listens and a `curl` to try, then waits;
 //! 6. on Ctrl-C (or SIGTERM) stops the services in the order a request flows through them
@@ -74,10 +74,10 @@ pub(crate) struct Args {
     /// Where the payment service listens.
     #[arg(long, default_value_t = on_this_host(&payment_service::config::LISTEN_ADDR))]
     payment_service: SocketAddr,
-    /// Where trace-view receives OTLP/gRPC (the services export there).
+    /// Where trace-view receives OTLP/gRPC.
     #[arg(long, default_value = "127.0.0.1:4317")]
     otlp_grpc: SocketAddr,
-    /// Where trace-view receives OTLP/HTTP.
+    /// Where trace-view receives OTLP/HTTP (the services export there).
     #[arg(long, default_value = "127.0.0.1:4318")]
     otlp_http: SocketAddr,
     /// An environment variable for one service, e.g. `payment-service:PROCESSOR_FAILURE_RATE=0.3`
@@ -260,9 +260,10 @@ impl Launch<'_> {
             .env(shared::LOG_FORMAT.name, "text")
             .env(
                 shared::OTEL_EXPORTER_OTLP_ENDPOINT.name,
-                format!("http://{}", self.args.otlp_grpc),
+                format!("http://{}", self.args.otlp_http),
             )
-            .env(shared::OTEL_EXPORTER_OTLP_PROTOCOL.name, "grpc")
+            // The specification's default protocol, as compose uses: the cheaper one here.
+            .env(shared::OTEL_EXPORTER_OTLP_PROTOCOL.name, "http/protobuf")
             // Export soon after each request, so its waterfall prints within a second or two.
             .env(shared::OTEL_BSP_SCHEDULE_DELAY.name, "200")
             .env(
