@@ -1,12 +1,13 @@
 //! `bench`: what tracing costs the order flow, in one command.
 //!
 //! ```sh
-//! cargo run --release -p bench              # the full run, about 5 minutes on 2 cores
+//! cargo run --release -p bench              # the full run, about 8 minutes on 2 cores
 //! cargo run --release -p bench -- --smoke   # seconds: checks the machinery, not the numbers
 //! ```
 //!
-//! For each scenario (tracing off, 100% sampled, 1% sampled, unsampled but propagating, and
-//! 100% sampled with a new connection per request) it starts the whole system (see
+//! For each scenario (tracing off; 100% sampled, exported over OTLP/HTTP as compose does, over
+//! OTLP/gRPC, and not exported; 1% sampled; unsampled but propagating; 100% sampled with a new
+//! connection per request) it starts the whole system (see
 //! [`system`]), warms it up, then measures with the [`loadgen`] library:
 //!
 //! 1. throughput at saturation: a closed loop, the same concurrency for every scenario;
@@ -50,7 +51,7 @@ use crate::{
 #[command(
     name = "bench",
     after_help = "Examples:\n  \
-        cargo run --release -p bench                  # ~5 minutes; writes bench/RESULTS.md\n  \
+        cargo run --release -p bench                  # ~8 minutes; writes bench/RESULTS.md\n  \
         cargo run --release -p bench -- --smoke       # a few seconds per scenario, writes nothing\n  \
         cargo run --release -p bench -- --soak        # 10 minutes of load, RSS sampled"
 )]
@@ -61,8 +62,8 @@ struct Cli {
     /// meaningless and the results file is not written.
     #[arg(long)]
     smoke: bool,
-    /// Instead of the benchmark: 10 minutes at a fixed rate with 100% sampling, each
-    /// service's RSS sampled every 30 s.
+    /// Instead of the benchmark: 10 minutes at a fixed rate into two systems side by side,
+    /// tracing off and 100% sampled, each service's RSS sampled every 30 s.
     #[arg(long, conflicts_with = "smoke")]
     soak: bool,
     /// How many times every scenario runs (interleaved).
@@ -90,7 +91,7 @@ enum Command {
 }
 
 /// The scenarios, in the order each round runs them.
-const SCENARIOS: [Scenario; 5] = [
+const SCENARIOS: [Scenario; 7] = [
     Scenario {
         name: "tracing off (`OTEL_SDK_DISABLED=true`)",
         key: "off",
@@ -103,6 +104,22 @@ const SCENARIOS: [Scenario; 5] = [
         key: "on",
         env: &[],
         sampled: 1.0,
+        keepalive: true,
+    },
+    // The same spans sent over gRPC instead of HTTP, and not sent at all: what the export
+    // protocol costs, and what recording alone costs.
+    Scenario {
+        name: "100% sampled, exported over OTLP/gRPC",
+        key: "grpc",
+        env: &[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")],
+        sampled: 1.0,
+        keepalive: true,
+    },
+    Scenario {
+        name: "100% sampled, not exported (`OTEL_TRACES_EXPORTER=none`)",
+        key: "recorded",
+        env: &[("OTEL_TRACES_EXPORTER", "none")],
+        sampled: 0.0,
         keepalive: true,
     },
     Scenario {
@@ -493,18 +510,21 @@ async fn measure(
 
 /// Prints the soak's RSS samples as a table and says, per service, whether RSS stayed flat:
 /// after the first minute (pools and queues filled), no service grows by more than 2 MiB.
+/// The verdict is on the traced columns; the untraced ones are the control, which says how
+/// much of a growth the service has without tracing.
 fn print_rss(
-    pids: &[(Binary, u32)],
+    columns: &[SoakColumn],
     samples: &[(Duration, Vec<u64>)],
     every: Duration,
     rate: f64,
 ) -> bool {
     let mib = |kib: u64| kib as f64 / 1024.0;
-    println!("RSS (MiB) every {every:?} at {rate}/s, 100% sampled:");
+    println!("RSS (MiB) every {every:?} at {rate}/s into each system:");
     println!(
         "| s | {} |",
-        pids.iter()
-            .map(|(b, _)| b.name())
+        columns
+            .iter()
+            .map(SoakColumn::label)
             .collect::<Vec<_>>()
             .join(" | ")
     );
@@ -523,18 +543,37 @@ fn print_rss(
         return true;
     };
     let mut flat = true;
-    for (i, (b, _)) in pids.iter().enumerate() {
+    for (i, column) in columns.iter().enumerate() {
         let growth = mib(last[i]) - mib(settled[i]);
-        let pass = growth <= 2.0;
-        flat &= pass;
+        let verdict = if !column.traced {
+            "control"
+        } else if growth <= 2.0 {
+            "PASS"
+        } else {
+            flat = false;
+            "MISS"
+        };
         println!(
-            "{} {}: {:+.1} MiB from 60 s to the end (target at most +2 MiB)",
-            if pass { "PASS" } else { "MISS" },
-            b.name(),
-            growth
+            "{verdict} {}: {growth:+.1} MiB from 60 s to the end (target at most +2 MiB with \
+             tracing)",
+            column.label()
         );
     }
     flat
+}
+
+/// One service of one of the soak's two systems.
+struct SoakColumn {
+    binary: Binary,
+    pid: u32,
+    traced: bool,
+}
+
+impl SoakColumn {
+    fn label(&self) -> String {
+        let system = if self.traced { "100% sampled" } else { "off" };
+        format!("{} ({system})", self.binary.name())
+    }
 }
 
 /// The spans `created` orders make when a `sampled` fraction of them is traced.
@@ -547,55 +586,82 @@ fn expected_spans(created: u64, sampled: f64) -> u64 {
     (created as f64 * e2e::ORDER_TRACE_SPANS as f64 * sampled).round() as u64
 }
 
-/// `--soak`: ten minutes of 100% sampled traffic at a fixed rate, RSS sampled.
+/// `--soak`: ten minutes of traffic at a fixed rate into two systems at once, one with
+/// tracing off and one 100% sampled, each service's RSS sampled. Side by side rather than one
+/// after the other, so both see the same machine for the same ten minutes, and a growth the
+/// untraced services share is not tracing's.
 async fn soak(work: &std::path::Path) -> anyhow::Result<ExitCode> {
     const LENGTH: Duration = Duration::from_mins(10);
     const EVERY: Duration = Duration::from_secs(30);
     const RATE: f64 = 200.0;
-    let system = System::start(&[], &work.join("soak")).await?;
-    let target = system.gateway_url().to_owned();
-    let pids: Vec<(Binary, u32)> = system
-        .services
-        .iter()
-        .map(|s| (s.binary, s.process.pid()))
+    let off = System::start(&[("OTEL_SDK_DISABLED", "true")], &work.join("soak-off")).await?;
+    let on = System::start(&[], &work.join("soak-on")).await?;
+    let columns: Vec<SoakColumn> = [(&off, false), (&on, true)]
+        .into_iter()
+        .flat_map(|(system, traced)| {
+            system.services.iter().map(move |s| SoakColumn {
+                binary: s.binary,
+                pid: s.process.pid(),
+                traced,
+            })
+        })
         .collect();
-    let rss_sampler = tokio::spawn(async move {
-        let mut samples: Vec<(Duration, Vec<u64>)> = Vec::new();
-        let started = Instant::now();
-        loop {
-            let rss = pids
-                .iter()
-                .map(|(_, p)| procfs::status_kib(*p, "VmRSS").unwrap_or(0))
-                .collect();
-            samples.push((started.elapsed(), rss));
-            if started.elapsed() >= LENGTH {
-                return (pids, samples);
-            }
-            tokio::time::sleep(EVERY).await;
-        }
-    });
-    let report = loadgen::run(
-        &load(
-            &target,
+    let rss_sampler = tokio::spawn(sample_rss(
+        columns.iter().map(|c| c.pid).collect(),
+        EVERY,
+        LENGTH,
+    ));
+    let traffic = |system: &System, name: &'static str| {
+        let config = load(
+            system.gateway_url(),
             Mode::Open {
                 rate: RATE,
                 max_in_flight: 4096,
             },
             LENGTH,
             true,
-        ),
-        std::future::pending(),
-        |p| eprintln!("soak: {p}"),
+        );
+        async move {
+            loadgen::run(&config, std::future::pending(), |p| {
+                eprintln!("soak ({name}): {p}");
+            })
+            .await
+        }
+    };
+    let (off_report, on_report) = tokio::join!(traffic(&off, "off"), traffic(&on, "100% sampled"));
+    let (off_report, on_report) = (off_report?, on_report?);
+    let samples = rss_sampler.await?;
+    println!("tracing off:\n{off_report}\n100% sampled:\n{on_report}");
+    let flat = print_rss(&columns, &samples, EVERY, RATE);
+    // Stops the services, then drops the databases.
+    drop(off.stop()?);
+    drop(on.stop()?);
+    Ok(
+        if flat && off_report.unexpected == 0 && on_report.unexpected == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        },
     )
-    .await?;
-    let (pids, samples) = rss_sampler.await?;
-    println!("{report}");
-    let flat = print_rss(&pids, &samples, EVERY, RATE);
-    // Stops the services, then drops the database.
-    drop(system.stop()?);
-    Ok(if flat && report.unexpected == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+}
+
+/// Each of `pids`' RSS (KiB) `every` so often, for `length`, with when it was read.
+async fn sample_rss(
+    pids: Vec<u32>,
+    every: Duration,
+    length: Duration,
+) -> Vec<(Duration, Vec<u64>)> {
+    let mut samples = Vec::new();
+    let started = Instant::now();
+    loop {
+        let rss = pids
+            .iter()
+            .map(|p| procfs::status_kib(*p, "VmRSS").unwrap_or(0))
+            .collect();
+        samples.push((started.elapsed(), rss));
+        if started.elapsed() >= length {
+            return samples;
+        }
+        tokio::time::sleep(every).await;
+    }
 }

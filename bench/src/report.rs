@@ -331,7 +331,8 @@ impl Results<'_> {
             out,
             "`{}`: {} round(s), scenarios interleaved; {} s per phase; closed loop at {} in flight; \
              fixed rate {:.0} req/s (70% of the first tracing-off saturation); processor latency 0; \
-             OTLP/gRPC export to a receiver in its own process; {:.0} s in all.\n",
+             OTLP/HTTP (protobuf) export to a receiver in its own process, unless a row says \
+             gRPC; {:.0} s in all.\n",
             self.command,
             self.rounds,
             self.phase.as_secs(),

@@ -176,6 +176,7 @@ impl Service {
 pub(crate) struct Receiver {
     pub process: Process,
     pub grpc_endpoint: String,
+    pub http_endpoint: String,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
 }
@@ -193,17 +194,19 @@ impl Receiver {
         let mut stdout = BufReader::new(child.stdout.take().context("the receiver's stdout")?);
         let mut line = String::new();
         stdout.read_line(&mut line)?;
-        let grpc_endpoint = line
-            .trim()
-            .strip_prefix("grpc ")
-            .context("the receiver did not say where it listens")?
-            .to_owned();
+        let ["grpc", grpc_endpoint, "http", http_endpoint] =
+            line.split_whitespace().collect::<Vec<_>>()[..]
+        else {
+            bail!("the receiver did not say where it listens: {line:?}");
+        };
+        let (grpc_endpoint, http_endpoint) = (grpc_endpoint.to_owned(), http_endpoint.to_owned());
         Ok(Receiver {
             process: Process {
                 name: "receiver",
                 child,
             },
             grpc_endpoint,
+            http_endpoint,
             stdin,
             stdout,
         })
@@ -221,12 +224,16 @@ impl Receiver {
     }
 }
 
-/// `bench receive`: runs the workspace's OTLP receiver, prints `grpc <endpoint>`, then
+/// `bench receive`: runs the workspace's OTLP receiver, prints `grpc <endpoint> http <endpoint>`, then
 /// answers each `count` line on stdin with the number of spans received; exits at the end of
 /// stdin (when the benchmark drops it).
 pub(crate) async fn receive() -> anyhow::Result<()> {
     let receiver = std::sync::Arc::new(OtlpReceiver::start().await);
-    println!("grpc {}", receiver.grpc_endpoint());
+    println!(
+        "grpc {} http {}",
+        receiver.grpc_endpoint(),
+        receiver.http_endpoint()
+    );
     let shared = receiver.clone();
     // Blocking reads of stdin on a thread of their own: the servers keep the runtime's workers.
     let reader = tokio::task::spawn_blocking(move || {
@@ -258,6 +265,10 @@ impl System {
         let receiver = Receiver::start()?;
         let db = TestDatabase::create().await;
         let mut services: Vec<Service> = Vec::new();
+        let protocol = telemetry
+            .iter()
+            .find_map(|(k, v)| (*k == "OTEL_EXPORTER_OTLP_PROTOCOL").then_some(*v))
+            .unwrap_or("http/protobuf");
         for binary in [
             Binary::PaymentService,
             Binary::OrderService,
@@ -267,10 +278,15 @@ impl System {
                 ("LISTEN_ADDR", "127.0.0.1:0"),
                 ("LOG_FORMAT", "json"),
                 ("RUST_LOG", "info"),
-                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+                // The specification's default protocol, as compose uses; a scenario may say
+                // `grpc`, and then the endpoint follows it.
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
                 (
                     "OTEL_EXPORTER_OTLP_ENDPOINT",
-                    receiver.grpc_endpoint.as_str(),
+                    match protocol {
+                        "grpc" => receiver.grpc_endpoint.as_str(),
+                        _ => receiver.http_endpoint.as_str(),
+                    },
                 ),
                 // The simulated card processor answers at once: the numbers are the stack's.
                 ("PROCESSOR_LATENCY_MS", "0"),
