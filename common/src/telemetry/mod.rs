@@ -17,6 +17,7 @@
 pub mod baggage;
 pub mod export;
 mod logs;
+pub mod otlp;
 pub mod sampler;
 
 use std::time::Duration;
