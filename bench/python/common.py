@@ -4,7 +4,8 @@ tutorial does it, database connections, and the server they run in.
 The benchmark (`bench/src/python.rs`) starts each service as `python -B <service>.py` with the
 same environment it gives the Rust services: `LISTEN_ADDR`, `DATABASE_URL`,
 `ORDER_SERVICE_URL` / `PAYMENT_SERVICE_URL`, and the standard `OTEL_*` variables
-(`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SDK_DISABLED=true` for the run with tracing off). Each
+(`OTEL_EXPORTER_OTLP_PROTOCOL` and `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SDK_DISABLED=true`
+for the run with tracing off). Each
 prints one JSON line, `{"message": "listening", "address": "127.0.0.1:PORT"}`, once it
 accepts connections, as the Rust services do, so the benchmark finds the port it was given.
 """
@@ -18,7 +19,12 @@ import sys
 
 import psycopg2
 from opentelemetry import trace
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+    OTLPSpanExporter as GrpcSpanExporter,
+)
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+    OTLPSpanExporter as HttpSpanExporter,
+)
 from opentelemetry.instrumentation.flask import FlaskInstrumentor
 from opentelemetry.instrumentation.psycopg2 import Psycopg2Instrumentor
 from opentelemetry.instrumentation.requests import RequestsInstrumentor
@@ -29,18 +35,26 @@ from werkzeug.serving import make_server
 
 
 def init_telemetry(service_name):
-    """The tutorial's setup: an SDK tracer provider exporting over OTLP/gRPC through a
+    """The tutorial's setup: an SDK tracer provider exporting over OTLP through a
     BatchSpanProcessor (its default settings, as the Rust services use theirs), and the
     auto-instrumentations for `requests` and psycopg2 (Flask's is applied per app in
     `instrument`). With `OTEL_SDK_DISABLED=true` the provider hands out no-op tracers: the
     instrumentation still wraps every call, as it would in such a deployment, but records
-    nothing. The endpoint comes from `OTEL_EXPORTER_OTLP_ENDPOINT`; its `http://` scheme
-    makes the exporter use a plaintext channel."""
+    nothing.
+
+    The protocol is the one `OTEL_EXPORTER_OTLP_PROTOCOL` names, `http/protobuf` (the
+    specification's default) unless it says `grpc`, as the Rust services choose theirs: the
+    two stacks are compared exporting the same way. Either exporter reads its endpoint from
+    `OTEL_EXPORTER_OTLP_ENDPOINT` (the HTTP one appends `/v1/traces`); the benchmark's
+    `http://` endpoints are plaintext. The SDK runs each export with instrumentation
+    suppressed, so the HTTP exporter's own requests make no spans."""
     # Shut down by `serve` on the way out, not by an `atexit` hook of its own.
     provider = TracerProvider(
         resource=Resource.create({"service.name": service_name}), shutdown_on_exit=False
     )
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    grpc = os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf") == "grpc"
+    exporter = GrpcSpanExporter() if grpc else HttpSpanExporter()
+    provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     RequestsInstrumentor().instrument()
     # Before the first `psycopg2.connect`: only connections made after this are traced.
