@@ -407,7 +407,8 @@ impl Results<'_> {
         );
         let _ = writeln!(out, "| target (issue 10) | measured (medians) | | margin |");
         let _ = writeln!(out, "|---|---|---|---|");
-        for c in self.checks() {
+        let checks = self.checks();
+        for c in &checks {
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {} |",
@@ -417,7 +418,10 @@ impl Results<'_> {
                 c.margin
             );
         }
-        if let Some(reason) = self.python_skipped {
+        if !checks.iter().any(|c| c.target == PYTHON_TARGET) {
+            let reason = self
+                .python_skipped
+                .unwrap_or("no 100% sampled run of both stacks completed a request");
             let _ = writeln!(out, "| {PYTHON_TARGET} | not measured: {reason} | | |");
         }
         out
@@ -723,6 +727,12 @@ mod tests {
         assert!(find("100% sampled: service CPU").pass, "+8% is within +10%");
         assert!(!find("100% sampled: tracing adds at most 4 MiB peak RSS to gateway").pass);
         assert!(find("100% sampled: throughput at least 50%").pass);
+        assert!(
+            results.markdown().contains(&format!(
+                "| {PYTHON_TARGET} | not measured: no 100% sampled run of both stacks"
+            )),
+            "a run without Python rows says so where the target would be"
+        );
     }
 
     #[test]
