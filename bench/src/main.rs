@@ -1,7 +1,7 @@
 //! `bench`: what tracing costs the order flow, in one command.
 //!
 //! ```sh
-//! cargo run --release -p bench              # the full run, about 8 minutes on 2 cores
+//! cargo run --release -p bench              # the full run, about 9 minutes on 2 cores
 //! cargo run --release -p bench -- --smoke   # seconds: checks the machinery, not the numbers
 //! ```
 //!
@@ -18,11 +18,22 @@
 //! backends serving the database, the load generator, the receiver), each service's peak
 //! RSS, and the spans expected, received and dropped. After each tracing-off run, `pgbench`
 //! runs the same statements straight against Postgres ([`pgbench`]) for the database-only
-//! ceiling. Scenarios are interleaved within a round and the rounds repeated; [`report`]
-//! takes medians and spreads and checks the targets of issue 10.
+//! ceiling.
+//!
+//! For contrast, the same flow as the tutorial writes it in Python ([`python`]: Flask's
+//! threaded server, a new `requests` connection per call, OpenTelemetry Python's SDK and
+//! auto-instrumentation) runs in two more scenarios, tracing off and 100% sampled, on the same
+//! fresh database, receiver and concurrency, measured at saturation only. Its venv is made
+//! under `target/bench` on the first run and reused; without `python3` (or its `venv`
+//! module, or the package index) the Python rows say why they were not measured.
+//!
+//! Scenarios are interleaved within a round and the rounds repeated; [`report`] takes medians
+//! and spreads and checks the targets of issue 10, the 5x over the Python stack among them.
+//! `--smoke` runs every scenario, the Python ones included, with tiny counts.
 
 mod pgbench;
 mod procfs;
+mod python;
 mod report;
 mod system;
 
@@ -38,7 +49,8 @@ use loadgen::{Mix, Mode};
 
 use crate::{
     procfs::CpuSnapshot,
-    report::{Measurement, Scenario},
+    python::PythonStack,
+    report::{Measurement, Scenario, Stack},
     system::{Binary, System},
 };
 
@@ -51,7 +63,7 @@ use crate::{
 #[command(
     name = "bench",
     after_help = "Examples:\n  \
-        cargo run --release -p bench                  # ~8 minutes; writes bench/RESULTS.md\n  \
+        cargo run --release -p bench                  # ~9 minutes; writes bench/RESULTS.md\n  \
         cargo run --release -p bench -- --smoke       # a few seconds per scenario, writes nothing\n  \
         cargo run --release -p bench -- --soak        # 10 minutes of load, RSS sampled"
 )]
@@ -91,13 +103,14 @@ enum Command {
 }
 
 /// The scenarios, in the order each round runs them.
-const SCENARIOS: [Scenario; 7] = [
+const SCENARIOS: [Scenario; 9] = [
     Scenario {
         name: "tracing off (`OTEL_SDK_DISABLED=true`)",
         key: "off",
         env: &[("OTEL_SDK_DISABLED", "true")],
         sampled: 0.0,
         keepalive: true,
+        stack: Stack::Rust,
     },
     Scenario {
         name: "100% sampled",
@@ -105,6 +118,7 @@ const SCENARIOS: [Scenario; 7] = [
         env: &[],
         sampled: 1.0,
         keepalive: true,
+        stack: Stack::Rust,
     },
     // The same spans sent over gRPC instead of HTTP, and not sent at all: what the export
     // protocol costs, and what recording alone costs.
@@ -114,6 +128,7 @@ const SCENARIOS: [Scenario; 7] = [
         env: &[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")],
         sampled: 1.0,
         keepalive: true,
+        stack: Stack::Rust,
     },
     Scenario {
         name: "100% sampled, not exported (`OTEL_TRACES_EXPORTER=none`)",
@@ -121,6 +136,7 @@ const SCENARIOS: [Scenario; 7] = [
         env: &[("OTEL_TRACES_EXPORTER", "none")],
         sampled: 0.0,
         keepalive: true,
+        stack: Stack::Rust,
     },
     Scenario {
         name: "1% sampled (`parentbased_traceidratio` 0.01)",
@@ -131,6 +147,7 @@ const SCENARIOS: [Scenario; 7] = [
         ],
         sampled: 0.01,
         keepalive: true,
+        stack: Stack::Rust,
     },
     Scenario {
         name: "unsampled, propagating (`parentbased_always_off`)",
@@ -138,6 +155,7 @@ const SCENARIOS: [Scenario; 7] = [
         env: &[("OTEL_TRACES_SAMPLER", "parentbased_always_off")],
         sampled: 0.0,
         keepalive: true,
+        stack: Stack::Rust,
     },
     Scenario {
         name: "100% sampled, a new connection per request",
@@ -145,6 +163,23 @@ const SCENARIOS: [Scenario; 7] = [
         env: &[],
         sampled: 1.0,
         keepalive: false,
+        stack: Stack::Rust,
+    },
+    Scenario {
+        name: "the tutorial's Python stack, tracing off (`OTEL_SDK_DISABLED=true`)",
+        key: "python-off",
+        env: &[("OTEL_SDK_DISABLED", "true")],
+        sampled: 0.0,
+        keepalive: true,
+        stack: Stack::Python,
+    },
+    Scenario {
+        name: "the tutorial's Python stack, 100% sampled",
+        key: "python-on",
+        env: &[],
+        sampled: 1.0,
+        keepalive: true,
+        stack: Stack::Python,
     },
 ];
 
@@ -156,6 +191,8 @@ struct Plan {
     concurrency: usize,
     smoke: bool,
     work: PathBuf,
+    /// The Python contrast's venv, made before the first round; or why there is none.
+    python: Result<PythonStack, String>,
 }
 
 fn main() -> ExitCode {
@@ -204,8 +241,11 @@ async fn benchmark(cli: &Cli) -> anyhow::Result<ExitCode> {
     if cli.soak {
         return soak(&work).await;
     }
-    let plan = Plan::new(cli, work);
     let started = Instant::now();
+    let plan = Plan::new(cli, work);
+    if let Err(reason) = &plan.python {
+        eprintln!("bench: the Python stack is not measured: {reason}");
+    }
     let Rounds {
         measurements,
         ceilings,
@@ -214,6 +254,7 @@ async fn benchmark(cli: &Cli) -> anyhow::Result<ExitCode> {
     let results = report::Results {
         scenarios: &SCENARIOS,
         measurements: &measurements,
+        python_skipped: plan.python.as_ref().err().map(String::as_str),
         ceilings: &ceilings,
         fixed_rate: fixed_rate.unwrap_or(0.0),
         rounds: plan.rounds,
@@ -255,8 +296,10 @@ fn command_line() -> anyhow::Result<String> {
 }
 
 impl Plan {
-    /// The smoke mode's short plan, or the full one from the command line.
+    /// The smoke mode's short plan, or the full one from the command line; either way with
+    /// the Python venv ready (made on the first run, reused after).
     fn new(cli: &Cli, work: PathBuf) -> Self {
+        let python = PythonStack::prepare(&work);
         if cli.smoke {
             Plan {
                 rounds: 1,
@@ -265,6 +308,7 @@ impl Plan {
                 concurrency: 4,
                 smoke: true,
                 work,
+                python,
             }
         } else {
             Plan {
@@ -274,6 +318,7 @@ impl Plan {
                 concurrency: usize::try_from(cli.concurrency).expect("at most 1024"),
                 smoke: false,
                 work,
+                python,
             }
         }
     }
@@ -300,6 +345,9 @@ async fn run_rounds(plan: &Plan) -> anyhow::Result<Rounds> {
     };
     for round in 1..=plan.rounds {
         for scenario in &SCENARIOS {
+            if scenario.stack == Stack::Python && plan.python.is_err() {
+                continue;
+            }
             eprintln!("bench: round {round}/{}: {}", plan.rounds, scenario.name);
             let (m, ceiling) =
                 measure(plan, scenario, round, rounds.fixed_rate, pgbench.as_deref()).await?;
@@ -378,7 +426,13 @@ async fn measure(
     pgbench: Option<&std::path::Path>,
 ) -> anyhow::Result<(Measurement, Option<f64>)> {
     let logs = plan.work.join(format!("round{round}-{}", scenario.key));
-    let system = System::start(scenario.env, &logs).await?;
+    let system = match (scenario.stack, &plan.python) {
+        (Stack::Rust, _) => System::start(scenario.env, &logs, &system::workspace_binary).await?,
+        (Stack::Python, Ok(python)) => {
+            System::start(scenario.env, &logs, &|b| Ok(python.command(b))).await?
+        }
+        (Stack::Python, Err(reason)) => bail!("the Python stack cannot run: {reason}"),
+    };
     let http = reqwest::Client::builder().no_proxy().build()?;
     let target = system.gateway_url().to_owned();
     let closed = Mode::Closed {
@@ -402,7 +456,7 @@ async fn measure(
         receiver: system.receiver.process.pid(),
         postgres: system.postgres_backends().await?,
     };
-    let lost_before = system.spans_lost(&http).await?;
+    let lost_before = spans_lost(&system, scenario, &http).await?;
     let per_service_before: Vec<CpuSnapshot> = pids
         .services
         .iter()
@@ -427,11 +481,11 @@ async fn measure(
         .zip(&per_service_before)
         .map(|((b, p), earlier)| (*b, CpuSnapshot::take(&[*p]).since(earlier)))
         .collect();
-    let lost_saturation = system.spans_lost(&http).await? - lost_before;
+    let lost_saturation = spans_lost(&system, scenario, &http).await? - lost_before;
 
     // The open loop only once the tracing-off rate is known (the first run measures it).
     let rate = fixed_rate.unwrap_or((saturation.throughput() * 0.7).max(1.0));
-    let fixed = if scenario.keepalive {
+    let fixed = if scenario.measures_fixed_rate() {
         Some(
             loadgen::run(
                 &load(
@@ -451,7 +505,7 @@ async fn measure(
     } else {
         None
     };
-    let lost_total = system.spans_lost(&http).await?;
+    let lost_total = spans_lost(&system, scenario, &http).await?;
     let peak_rss_kib: Vec<(Binary, u64)> = pids
         .services
         .iter()
@@ -479,7 +533,14 @@ async fn measure(
         .flatten()
         .map(|r| r.unexpected)
         .sum::<u64>();
-    if unexpected > 0 && !plan.smoke {
+    if unexpected > 0 && scenario.stack == Stack::Python && !plan.smoke {
+        // The contrast's row says how many failed; it does not cost the whole run.
+        eprintln!(
+            "bench: warning: {}: {unexpected} requests failed; see the logs in {}",
+            scenario.name,
+            logs.display()
+        );
+    } else if unexpected > 0 && !plan.smoke {
         bail!(
             "{}: {unexpected} requests failed; see the logs in {}\n{saturation}",
             scenario.name,
@@ -506,6 +567,20 @@ async fn measure(
         unexpected,
     };
     Ok((m, ceiling))
+}
+
+/// Spans the services' SDKs gave up on so far. The Python SDK keeps no such count where a
+/// caller could read it without switching on its internal metrics, which would add work to
+/// every span of the stack being measured: its rows compare spans expected with received.
+async fn spans_lost(
+    system: &System,
+    scenario: &Scenario,
+    http: &reqwest::Client,
+) -> anyhow::Result<u64> {
+    match scenario.stack {
+        Stack::Rust => system.spans_lost(http).await,
+        Stack::Python => Ok(0),
+    }
 }
 
 /// Prints the soak's RSS samples as a table and says, per service, whether RSS stayed flat:
@@ -594,8 +669,13 @@ async fn soak(work: &std::path::Path) -> anyhow::Result<ExitCode> {
     const LENGTH: Duration = Duration::from_mins(10);
     const EVERY: Duration = Duration::from_secs(30);
     const RATE: f64 = 200.0;
-    let off = System::start(&[("OTEL_SDK_DISABLED", "true")], &work.join("soak-off")).await?;
-    let on = System::start(&[], &work.join("soak-on")).await?;
+    let off = System::start(
+        &[("OTEL_SDK_DISABLED", "true")],
+        &work.join("soak-off"),
+        &system::workspace_binary,
+    )
+    .await?;
+    let on = System::start(&[], &work.join("soak-on"), &system::workspace_binary).await?;
     let columns: Vec<SoakColumn> = [(&off, false), (&on, true)]
         .into_iter()
         .flat_map(|(system, traced)| {

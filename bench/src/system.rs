@@ -121,13 +121,28 @@ pub(crate) struct Service {
     pub url: String,
 }
 
+/// How a system starts each of its services: the command that runs `binary`'s role, before
+/// its environment and output are set. [`workspace_binary`] for the workspace's services; the
+/// Python contrast has its own (`crate::python`), serving the same API.
+pub(crate) type Launcher<'a> = &'a dyn Fn(Binary) -> anyhow::Result<Command>;
+
+/// The workspace's own build of `binary`, beside the bench binary.
+pub(crate) fn workspace_binary(binary: Binary) -> anyhow::Result<Command> {
+    Ok(Command::new(binary_dir()?.join(binary.name())))
+}
+
 impl Service {
-    /// Starts `binary` with exactly `env` (nothing inherited), its output in `log`, and
-    /// waits for its "listening" line, which names the port it got.
-    fn start(binary: Binary, env: &HashMap<String, String>, log: &Path) -> anyhow::Result<Self> {
+    /// Starts `command` in `binary`'s role with exactly `env` (nothing inherited), its output
+    /// in `log`, and waits for its "listening" line, which names the port it got.
+    fn start(
+        binary: Binary,
+        mut command: Command,
+        env: &HashMap<String, String>,
+        log: &Path,
+    ) -> anyhow::Result<Self> {
         let file =
             std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-        let child = Command::new(binary_dir()?.join(binary.name()))
+        let child = command
             .env_clear()
             .envs(env)
             .stdin(Stdio::null())
@@ -252,6 +267,18 @@ pub(crate) async fn receive() -> anyhow::Result<()> {
 /// How a scenario configures the services' telemetry.
 pub(crate) type TelemetryEnv = &'static [(&'static str, &'static str)];
 
+/// A new database with the schema already in it, from the migrations the Rust services run
+/// at startup: for them a head start, for the Python contrast the only way to get the same
+/// tables.
+async fn fresh_database() -> anyhow::Result<TestDatabase> {
+    let db = TestDatabase::create().await;
+    common::db::MIGRATOR
+        .run(db.pool())
+        .await
+        .context("migrating the benchmark's database")?;
+    Ok(db)
+}
+
 /// Database, receiver and the three services, wired as in compose.
 pub(crate) struct System {
     pub services: Vec<Service>,
@@ -260,10 +287,16 @@ pub(crate) struct System {
 }
 
 impl System {
-    pub(crate) async fn start(telemetry: TelemetryEnv, logs: &Path) -> anyhow::Result<System> {
+    /// Starts the receiver, a fresh database and the three services `launch` runs, each
+    /// given the next one's address.
+    pub(crate) async fn start(
+        telemetry: TelemetryEnv,
+        logs: &Path,
+        launch: Launcher<'_>,
+    ) -> anyhow::Result<System> {
         std::fs::create_dir_all(logs)?;
         let receiver = Receiver::start()?;
-        let db = TestDatabase::create().await;
+        let db = fresh_database().await?;
         let mut services: Vec<Service> = Vec::new();
         let protocol = telemetry
             .iter()
@@ -312,7 +345,7 @@ impl System {
                 env.insert((*k).to_owned(), (*v).to_owned());
             }
             let log = logs.join(format!("{}.log", binary.name()));
-            services.push(Service::start(binary, &env, &log)?);
+            services.push(Service::start(binary, launch(binary)?, &env, &log)?);
         }
         Ok(System {
             services,
