@@ -15,10 +15,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use common::config::{
-    ConfigError, Var, Vars,
-    shared::{self, READ_BY_THE_EXPORTER},
-};
+use common::config::{ConfigError, Var, Vars, shared};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -228,7 +225,6 @@ fn every_variable_compose_sets_is_declared_by_its_service() {
 #[test]
 fn each_config_parses_compose_values_and_reads_exactly_what_its_service_declares() {
     let services = compose();
-    let by_the_exporter: BTreeSet<&str> = READ_BY_THE_EXPORTER.iter().map(|v| v.name).collect();
     for declared in &DECLARED {
         let env: BTreeMap<String, String> = services[declared.name]
             .env
@@ -244,17 +240,11 @@ fn each_config_parses_compose_values_and_reads_exactly_what_its_service_declares
                 declared.name
             );
         }
-        for name in names.difference(&by_the_exporter) {
+        for name in &names {
             assert!(
                 looked_up.contains(*name),
                 "{}: VARS declares {name}, which the Config never reads",
                 declared.name
-            );
-        }
-        for name in &by_the_exporter {
-            assert!(
-                !looked_up.contains(*name),
-                "{name} is read by the exporter, yet the Config reads it too"
             );
         }
     }

@@ -115,18 +115,17 @@ pub const OTEL_RESOURCE_ATTRIBUTES: Var = Var {
 pub const OTEL_EXPORTER_OTLP_ENDPOINT: Var = Var {
     name: "OTEL_EXPORTER_OTLP_ENDPOINT",
     unset: Unset::Computed("`http://localhost:4318` (http) / `http://localhost:4317` (grpc)"),
-    meaning: "where spans go (`/v1/traces` is appended for HTTP); read by the OTLP exporter",
+    meaning: "where spans go, an `http://` URL (`/v1/traces` is appended for HTTP)",
 };
 pub const OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: Var = Var {
     name: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
     unset: Unset::Empty,
-    meaning: "the full trace endpoint, used as is; wins over `OTEL_EXPORTER_OTLP_ENDPOINT`; \
-              read by the OTLP exporter",
+    meaning: "the full trace endpoint, used as is; wins over `OTEL_EXPORTER_OTLP_ENDPOINT`",
 };
 pub const OTEL_EXPORTER_OTLP_HEADERS: Var = Var {
     name: "OTEL_EXPORTER_OTLP_HEADERS",
     unset: Unset::Empty,
-    meaning: "extra headers on every export, `key=value,key=value`; read by the OTLP exporter",
+    meaning: "extra headers on every export, `key=value,key=value`, values percent-encoded",
 };
 pub const OTEL_EXPORTER_OTLP_PROTOCOL: Var = Var {
     name: "OTEL_EXPORTER_OTLP_PROTOCOL",
@@ -268,15 +267,6 @@ pub const SERVICE: &[Var] = &[
     OTEL_BSP_MAX_QUEUE_SIZE,
     OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
     OTEL_BSP_EXPORT_TIMEOUT,
-];
-
-/// The variables of [`SERVICE`] that the OTLP exporter reads from the process environment
-/// itself, not through [`Vars`]: declared for the documentation and the compose check, but no
-/// `Config` looks them up.
-pub const READ_BY_THE_EXPORTER: &[Var] = &[
-    OTEL_EXPORTER_OTLP_ENDPOINT,
-    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
-    OTEL_EXPORTER_OTLP_HEADERS,
 ];
 
 /// What the order and payment services read alike: [`BackendConfig`].

@@ -275,7 +275,7 @@ fn percent_decode_bytes(value: &str) -> Option<Vec<u8>> {
 /// Percent-decodes a value; `None` for malformed percent-encoding. Octets that
 /// are not UTF-8 become U+FFFD, as the specification requires ("MUST be
 /// replaced with the replacement code point").
-fn percent_decode(value: &str) -> Option<String> {
+pub(crate) fn percent_decode(value: &str) -> Option<String> {
     percent_decode_bytes(value).map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
 }
 

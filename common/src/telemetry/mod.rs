@@ -31,7 +31,10 @@ use opentelemetry::{
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::{
     Resource,
-    trace::{BatchConfig, BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider},
+    trace::{
+        BatchConfig, BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, SpanExporter,
+        TracerProviderBuilder,
+    },
 };
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -53,7 +56,7 @@ use crate::{
 /// gRPC and database plumbing, including the exporter's own HTTP and gRPC clients: a span for
 /// an export call would be exported in the next batch, whose export makes another span, and
 /// so on forever. The project's own spans describe these calls (HTTP client spans, DB spans).
-const PLUMBING_TARGETS: [&str; 11] = [
+const PLUMBING_TARGETS: [&str; 10] = [
     "h2",
     "hyper",
     "hyper_util",
@@ -63,7 +66,6 @@ const PLUMBING_TARGETS: [&str; 11] = [
     "opentelemetry",
     "opentelemetry_sdk",
     "opentelemetry_otlp",
-    "opentelemetry_http",
     "sqlx",
 ];
 
@@ -81,14 +83,16 @@ pub enum Exporter {
 /// instead of being silently ignored (which is what the SDK does with, for example, an
 /// unknown protocol). Part of each service's `Config`; `main` hands it to [`init`].
 ///
-/// The OTLP exporter reads its endpoint and headers itself
-/// (`config::shared::READ_BY_THE_EXPORTER`); every other variable takes effect from here.
+/// For gRPC, `opentelemetry-otlp` reads the endpoint and headers again itself; they are
+/// checked here first, and the HTTP exporter takes them from here.
 #[derive(Clone, Debug)]
 pub struct TelemetrySettings {
     pub service_name: String,
     /// `OTEL_SDK_DISABLED=true`: no spans at all; context still passes through unchanged.
     pub sdk_disabled: bool,
     pub exporter: Exporter,
+    /// Where spans go, and the headers that go with them.
+    pub otlp: otlp::OtlpTarget,
     pub log_format: LogFormat,
     /// `RUST_LOG` (or its declared default): the log filter's directives, known to parse.
     pub log_directives: String,
@@ -140,6 +144,7 @@ impl TelemetrySettings {
             service_name: service_name(vars, default_service_name),
             sdk_disabled,
             exporter,
+            otlp: otlp::OtlpTarget::from_vars(vars)?,
             log_format: LogFormat::from_vars(vars)?,
             log_directives,
             propagation: vars.flag(&var::PROPAGATION)?,
@@ -423,49 +428,60 @@ fn tracer_provider(
         .with_service_name(settings.service_name.clone())
         .with_attribute(KeyValue::new("service.version", version.to_owned()))
         .build();
-    let mut builder = SdkTracerProvider::builder()
+    let builder = SdkTracerProvider::builder()
         .with_resource(resource)
         .with_sampler(settings.sampler.clone());
-    let exporter = match settings.exporter {
-        Exporter::OtlpGrpc => Some(
+    let builder = match settings.exporter {
+        Exporter::OtlpGrpc => with_export(
+            builder,
             opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
                 .with_timeout(settings.export_timeout())
                 .build()
                 .context("building the OTLP/gRPC span exporter")?,
+            settings,
         ),
-        Exporter::OtlpHttp => Some(
-            opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_timeout(settings.export_timeout())
-                .build()
-                .context("building the OTLP/HTTP span exporter")?,
+        Exporter::OtlpHttp => with_export(
+            builder,
+            otlp::HttpExporter::new(
+                settings.otlp.http_traces_url(),
+                settings.otlp.headers.clone(),
+                settings.export_timeout(),
+            )
+            .context("building the OTLP/HTTP span exporter")?,
+            settings,
         ),
-        Exporter::None => None,
-    };
-    if let Some(exporter) = exporter {
-        // The batch processor has its OTEL_BSP_* settings from `settings`. It runs on its own thread, so the
-        // HTTP exporter uses a blocking client there, and request handling never waits on
-        // the collector: a full queue drops spans instead. The wrappers count what is lost.
-        let stats = export::ExportStats::new(settings.max_queue_size);
-        let exporter = export::CountingExporter::new(exporter, stats.clone());
-        let batch = BatchSpanProcessor::builder(exporter)
-            .with_batch_config(settings.batch_config())
-            .build();
-        // One processor, not the baggage processor beside the batch one: the SDK copies
-        // each ended span once per processor when there are several (see `WithBaggage`).
-        // The baggage goes on first, as attributes must be on the span before it is queued.
-        builder = builder.with_span_processor(baggage::WithBaggage(export::Admission::new(
-            batch,
-            stats.clone(),
-        )));
-        export::install(stats.clone());
-        export::spawn_reporter(stats, settings.schedule_delay.max(Duration::from_secs(1)));
-    } else {
         // Nothing is exported, but spans are still sampled, and carry the baggage.
-        builder = builder.with_span_processor(baggage::BaggageSpanProcessor);
-    }
+        Exporter::None => builder.with_span_processor(baggage::BaggageSpanProcessor),
+    };
     Ok(builder.build())
+}
+
+/// `builder` with `exporter` behind the batch processor and the wrappers every service uses.
+///
+/// The batch processor has its `OTEL_BSP_*` settings from `settings`. It runs on its own
+/// thread, where the exporter does its work (the HTTP one with a blocking client), so
+/// request handling never waits on the collector: a full queue drops spans instead. The
+/// wrappers count what is lost.
+fn with_export<E: SpanExporter + 'static>(
+    builder: TracerProviderBuilder,
+    exporter: E,
+    settings: &TelemetrySettings,
+) -> TracerProviderBuilder {
+    let stats = export::ExportStats::new(settings.max_queue_size);
+    let exporter = export::CountingExporter::new(exporter, stats.clone());
+    let batch = BatchSpanProcessor::builder(exporter)
+        .with_batch_config(settings.batch_config())
+        .build();
+    export::install(stats.clone());
+    export::spawn_reporter(
+        stats.clone(),
+        settings.schedule_delay.max(Duration::from_secs(1)),
+    );
+    // One processor, not the baggage processor beside the batch one: the SDK copies each
+    // ended span once per processor when there are several (see `WithBaggage`). The baggage
+    // goes on first, as attributes must be on the span before it is queued.
+    builder.with_span_processor(baggage::WithBaggage(export::Admission::new(batch, stats)))
 }
 
 /// A failure to record on a span, for [`record_failure`]: its `error.type`, and the
