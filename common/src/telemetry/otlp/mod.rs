@@ -57,7 +57,8 @@ pub struct OtlpTarget {
     pub traces_endpoint: Option<Url>,
     /// `OTEL_EXPORTER_OTLP_ENDPOINT`: the collector's base URL; HTTP appends `/v1/traces`.
     pub endpoint: Option<Url>,
-    /// `OTEL_EXPORTER_OTLP_HEADERS`: `key=value,key=value`, values percent-decoded.
+    /// `OTEL_EXPORTER_OTLP_HEADERS`: `key=value,key=value`, values percent-decoded and
+    /// marked sensitive (they are credentials, as a rule: `{:?}` does not print them).
     pub headers: HeaderMap,
 }
 
@@ -116,8 +117,11 @@ fn headers(raw: &str) -> Result<HeaderMap, String> {
             .map_err(|_| format!("`{}` is not a header name", key.trim()))?;
         let decoded = crate::propagation::baggage::percent_decode(value.trim())
             .ok_or_else(|| format!("the value of `{name}` has malformed percent-encoding"))?;
-        let value = HeaderValue::from_str(&decoded)
+        let mut value = HeaderValue::from_str(&decoded)
             .map_err(|_| format!("the value of `{name}` is not a valid header value"))?;
+        // Such headers carry credentials (an API key, a bearer token): sensitive values
+        // print as `Sensitive` in `{:?}`, so a logged `?config` shows no key.
+        value.set_sensitive(true);
         map.append(name, value);
     }
     Ok(map)
@@ -392,6 +396,11 @@ mod tests {
         .headers;
         assert_eq!(headers["api-key"], "s3cr t");
         assert_eq!(headers["x-tenant"], "t1");
+        let printed = format!("{headers:?}");
+        assert!(
+            !printed.contains("s3cr"),
+            "a credential in a debug print: {printed}"
+        );
         for bad in ["no-value", "bad name=v", "k=%zz", "k=line%0Abreak"] {
             let error = target(&[("OTEL_EXPORTER_OTLP_HEADERS", bad)]).unwrap_err();
             assert!(
