@@ -111,6 +111,7 @@ const SCENARIOS: [Scenario; 9] = [
         sampled: 0.0,
         keepalive: true,
         stack: Stack::Rust,
+        fixed_rate: true,
     },
     Scenario {
         name: "100% sampled",
@@ -119,6 +120,7 @@ const SCENARIOS: [Scenario; 9] = [
         sampled: 1.0,
         keepalive: true,
         stack: Stack::Rust,
+        fixed_rate: true,
     },
     // The same spans sent over gRPC instead of HTTP, and not sent at all: what the export
     // protocol costs, and what recording alone costs.
@@ -129,6 +131,7 @@ const SCENARIOS: [Scenario; 9] = [
         sampled: 1.0,
         keepalive: true,
         stack: Stack::Rust,
+        fixed_rate: false,
     },
     Scenario {
         name: "100% sampled, not exported (`OTEL_TRACES_EXPORTER=none`)",
@@ -137,6 +140,7 @@ const SCENARIOS: [Scenario; 9] = [
         sampled: 0.0,
         keepalive: true,
         stack: Stack::Rust,
+        fixed_rate: false,
     },
     Scenario {
         name: "1% sampled (`parentbased_traceidratio` 0.01)",
@@ -148,6 +152,7 @@ const SCENARIOS: [Scenario; 9] = [
         sampled: 0.01,
         keepalive: true,
         stack: Stack::Rust,
+        fixed_rate: true,
     },
     Scenario {
         name: "unsampled, propagating (`parentbased_always_off`)",
@@ -156,6 +161,7 @@ const SCENARIOS: [Scenario; 9] = [
         sampled: 0.0,
         keepalive: true,
         stack: Stack::Rust,
+        fixed_rate: true,
     },
     Scenario {
         name: "100% sampled, a new connection per request",
@@ -164,6 +170,7 @@ const SCENARIOS: [Scenario; 9] = [
         sampled: 1.0,
         keepalive: false,
         stack: Stack::Rust,
+        fixed_rate: false,
     },
     Scenario {
         name: "the tutorial's Python stack, tracing off (`OTEL_SDK_DISABLED=true`)",
@@ -172,6 +179,7 @@ const SCENARIOS: [Scenario; 9] = [
         sampled: 0.0,
         keepalive: true,
         stack: Stack::Python,
+        fixed_rate: false,
     },
     Scenario {
         name: "the tutorial's Python stack, 100% sampled",
@@ -180,6 +188,7 @@ const SCENARIOS: [Scenario; 9] = [
         sampled: 1.0,
         keepalive: true,
         stack: Stack::Python,
+        fixed_rate: false,
     },
 ];
 
@@ -533,16 +542,22 @@ async fn measure(
         .flatten()
         .map(|r| r.unexpected)
         .sum::<u64>();
+    let phases = format!(
+        "warm-up {}, saturation {}, fixed rate {}",
+        warm.unexpected,
+        saturation.unexpected,
+        fixed.as_ref().map_or(0, |f| f.unexpected)
+    );
     if unexpected > 0 && scenario.stack == Stack::Python && !plan.smoke {
         // The contrast's row says how many failed; it does not cost the whole run.
         eprintln!(
-            "bench: warning: {}: {unexpected} requests failed; see the logs in {}",
+            "bench: warning: {}: {unexpected} requests failed ({phases}); see the logs in {}",
             scenario.name,
             logs.display()
         );
     } else if unexpected > 0 && !plan.smoke {
         bail!(
-            "{}: {unexpected} requests failed; see the logs in {}\n{saturation}",
+            "{}: {unexpected} requests failed ({phases}); see the logs in {}\n{saturation}",
             scenario.name,
             logs.display()
         );
