@@ -617,13 +617,32 @@ const END: &str = "<!-- bench:latest:end -->";
 /// as the history of optimisations, is kept); appends the markers if they are missing.
 pub(crate) fn write_between_markers(path: &Path, table: &str) -> anyhow::Result<()> {
     let old = std::fs::read_to_string(path).unwrap_or_default();
-    let block = format!("{BEGIN}\n{table}\n{END}");
-    let new = match (old.find(BEGIN), old.find(END)) {
-        (Some(b), Some(e)) if b < e => format!("{}{block}{}", &old[..b], &old[e + END.len()..]),
-        _ => format!("{old}\n{block}\n"),
-    };
+    let new =
+        between_markers(&old, table).unwrap_or_else(|| format!("{old}\n{BEGIN}\n{table}\n{END}\n"));
     std::fs::write(path, new)?;
     Ok(())
+}
+
+/// Like [`write_between_markers`], for a file that only shows the table where its author put
+/// the markers (the README): without them, the file is left alone and `false` returned.
+pub(crate) fn replace_between_markers(path: &Path, table: &str) -> anyhow::Result<bool> {
+    let old = std::fs::read_to_string(path)?;
+    let Some(new) = between_markers(&old, table) else {
+        return Ok(false);
+    };
+    std::fs::write(path, new)?;
+    Ok(true)
+}
+
+fn between_markers(text: &str, table: &str) -> Option<String> {
+    match (text.find(BEGIN), text.find(END)) {
+        (Some(b), Some(e)) if b < e => Some(format!(
+            "{}{BEGIN}\n{table}\n{END}{}",
+            &text[..b],
+            &text[e + END.len()..]
+        )),
+        _ => None,
+    }
 }
 
 /// How a target names the scenario it is about.
@@ -671,6 +690,21 @@ mod tests {
             "{text}"
         );
         assert_eq!(text.matches(BEGIN).count(), 1);
+
+        let readme = dir.join("README.md");
+        std::fs::write(&readme, "# Project\n\nno table here\n").unwrap();
+        assert!(!replace_between_markers(&readme, "table").unwrap());
+        assert_eq!(
+            std::fs::read_to_string(&readme).unwrap(),
+            "# Project\n\nno table here\n",
+            "a file without the markers is left alone"
+        );
+        std::fs::write(&readme, format!("intro\n{BEGIN}\nold\n{END}\noutro\n")).unwrap();
+        assert!(replace_between_markers(&readme, "new").unwrap());
+        assert_eq!(
+            std::fs::read_to_string(&readme).unwrap(),
+            format!("intro\n{BEGIN}\nnew\n{END}\noutro\n")
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
