@@ -132,6 +132,8 @@ fn headers(raw: &str) -> Result<HeaderMap, String> {
 pub struct HttpExporter {
     client: reqwest::blocking::Client,
     url: Url,
+    /// `url` without its user and password, if it has any, for error messages.
+    shown_url: String,
     headers: HeaderMap,
     timeout: Duration,
     encoder: TraceEncoder,
@@ -152,8 +154,12 @@ impl HttpExporter {
         })
         .join()
         .map_err(|_| anyhow::anyhow!("building the OTLP/HTTP client panicked"))??;
+        let mut shown = url.clone();
+        let _ = shown.set_username("");
+        let _ = shown.set_password(None);
         Ok(HttpExporter {
             client,
+            shown_url: shown.to_string(),
             url,
             headers,
             timeout,
@@ -180,8 +186,10 @@ impl HttpExporter {
                 }
                 Attempt::Retry { after, .. } => after,
             };
+            // Compared with the time left, never added to now: a collector's `Retry-After`
+            // can be any number, and an `Instant` plus a huge one overflows.
             let wait = retry_after.unwrap_or(delay);
-            if Instant::now() + wait >= deadline {
+            if wait >= deadline.saturating_duration_since(Instant::now()) {
                 break;
             }
             std::thread::sleep(wait);
@@ -204,10 +212,16 @@ impl HttpExporter {
             Err(e) if e.is_connect() => {
                 return Attempt::Retry {
                     after: None,
-                    reason: format!("no connection to {}: {e}", self.url),
+                    reason: format!("no connection to {}: {}", self.shown_url, e.without_url()),
                 };
             }
-            Err(e) => return Attempt::Failed(format!("exporting to {}: {e}", self.url)),
+            Err(e) => {
+                return Attempt::Failed(format!(
+                    "exporting to {}: {}",
+                    self.shown_url,
+                    e.without_url()
+                ));
+            }
         };
         let status = response.status();
         let retry_after = response
@@ -222,7 +236,7 @@ impl HttpExporter {
         }
         let reason = format!(
             "the collector at {} answered {status}: {}",
-            self.url,
+            self.shown_url,
             printable(&answer)
         );
         if matches!(
@@ -553,6 +567,41 @@ mod tests {
         export(&collector.exporter(Duration::from_secs(5)), &["a"])
             .expect("delivered on the third try");
         assert_eq!(collector.requests(), 3);
+    }
+
+    #[test]
+    fn a_hostile_retry_after_ends_the_export_instead_of_the_exporter() {
+        let collector = Collector::start(vec![(
+            StatusCode::SERVICE_UNAVAILABLE,
+            vec![("retry-after", "18446744073709551615")],
+            Vec::new(),
+        )]);
+        let started = Instant::now();
+        let error = export(&collector.exporter(Duration::from_secs(5)), &["a"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "no waiting on it either: {:?}",
+            started.elapsed()
+        );
+        assert!(
+            error.to_lowercase().contains("timed out") || error.contains("Timeout"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn credentials_in_the_endpoint_stay_out_of_the_errors() {
+        let collector = Collector::start(vec![(StatusCode::BAD_REQUEST, Vec::new(), Vec::new())]);
+        let url = format!("http://user:s3cret@{}/v1/traces", collector.address);
+        let error = export(&exporter_to(&url, Duration::from_secs(5)), &["a"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("400") && !error.contains("s3cret"),
+            "{error}"
+        );
     }
 
     #[test]
