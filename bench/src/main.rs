@@ -509,7 +509,7 @@ async fn measure(
 
     // The open loop only once the tracing-off rate is known (the first run measures it).
     let rate = fixed_rate.unwrap_or((saturation.throughput() * 0.7).max(1.0));
-    let fixed = if scenario.measures_fixed_rate() {
+    let fixed = if scenario.fixed_rate {
         Some(
             loadgen::run(
                 &load(

@@ -28,12 +28,6 @@ pub(crate) struct Scenario {
     /// Whether the load generator reuses connections.
     pub keepalive: bool,
     pub stack: Stack,
-    /// Whether the open loop at the fixed rate runs after saturation; see
-    /// [`measures_fixed_rate`](Self::measures_fixed_rate).
-    pub fixed_rate: bool,
-}
-
-impl Scenario {
     /// Whether the open loop at the fixed rate runs after saturation: for the rows the
     /// latency targets read. Not without keep-alive, nor for the gRPC and not-exported rows
     /// (theirs are about CPU and throughput: at a rate near its own saturation, gRPC export
@@ -41,10 +35,10 @@ impl Scenario {
     /// for the Python stack: the fixed rate is 70% of the Rust stack's tracing-off saturation,
     /// several times what the Python stack can take, so the open loop would only measure a
     /// queue growing for the whole phase.
-    pub(crate) fn measures_fixed_rate(&self) -> bool {
-        self.fixed_rate && self.keepalive && self.stack == Stack::Rust
-    }
+    pub fixed_rate: bool,
+}
 
+impl Scenario {
     /// The key of the tracing-off scenario this one is compared with: the same stack's.
     fn off_key(&self) -> &'static str {
         match self.stack {

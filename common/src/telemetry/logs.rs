@@ -543,15 +543,20 @@ mod tests {
         String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap()
     }
 
+    /// The trace and span ids of `span`'s OpenTelemetry context, as log lines print them.
+    fn ids_of(span: &tracing::Span) -> (String, String) {
+        let cx = span.context();
+        let sc = cx.span().span_context().clone();
+        (sc.trace_id().to_string(), sc.span_id().to_string())
+    }
+
     #[test]
     fn a_json_line_carries_the_trace_and_span_ids_of_its_span() {
         let mut ids = (String::new(), String::new());
         let out = capture(LogFormat::Json, || {
             let span = tracing::info_span!("save_order");
             let _entered = span.enter();
-            let cx = span.context();
-            let sc = cx.span().span_context().clone();
-            ids = (sc.trace_id().to_string(), sc.span_id().to_string());
+            ids = ids_of(&span);
             tracing::info!(order_id = 7, valid = true, "order saved");
         });
         let line: Value = serde_json::from_str(out.trim()).expect("one JSON object");
@@ -593,9 +598,7 @@ mod tests {
         let out = capture(LogFormat::Json, || {
             let span = tracing::info_span!("save_order");
             let _entered = span.enter();
-            let cx = span.context();
-            let sc = cx.span().span_context().clone();
-            ids = (sc.trace_id().to_string(), sc.span_id().to_string());
+            ids = ids_of(&span);
             // The OpenTelemetry layer never sees hyper's spans (`span_filter`).
             let plumbing = tracing::info_span!(target: "hyper", "connection");
             let _in_plumbing = plumbing.enter();

@@ -134,10 +134,10 @@ fn scope_len(scope: &InstrumentationScope) -> usize {
 fn span_len(span: &SpanData) -> usize {
     let context = &span.span_context;
     let parent = parent_span_id(span);
-    bytes_field_len(16)
-        + bytes_field_len(8)
+    field_len(16)
+        + field_len(8)
         + trace_state_len(context)
-        + parent.map_or(0, |_| bytes_field_len(8))
+        + parent.map_or(0, |_| field_len(8))
         + 2 + 4 // flags: a two-byte key (field 16), then fixed32
         + string_field_len(&span.name)
         + varint_field_len(kind(&span.span_kind))
@@ -223,8 +223,8 @@ fn event_len(event: &opentelemetry::trace::Event) -> usize {
 }
 
 fn link_len(link: &opentelemetry::trace::Link) -> usize {
-    bytes_field_len(16)
-        + bytes_field_len(8)
+    field_len(16)
+        + field_len(8)
         + trace_state_len(&link.span_context)
         + link
             .attributes
@@ -447,10 +447,6 @@ fn field_len(len: usize) -> usize {
 fn put_len_prefix(out: &mut Vec<u8>, field: u32, len: usize) {
     put_key(out, field, LEN);
     put_varint(out, len as u64);
-}
-
-fn bytes_field_len(len: usize) -> usize {
-    field_len(len)
 }
 
 fn put_bytes(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {

@@ -1,8 +1,8 @@
 //! OTLP/HTTP span export: where to, with which headers, and the exporter itself.
 //!
 //! [`HttpExporter`] posts each batch as `application/x-protobuf` to the collector's
-//! `/v1/traces`, the body written by [`TraceEncoder`] straight from the span data (see
-//! [`encode`] for why, and `bench/RESULTS.md` for what it saves). It runs where the SDK's
+//! `/v1/traces`, the body written by [`TraceEncoder`] straight from the span data (its docs
+//! say why, and `bench/RESULTS.md` what it saves). It runs where the SDK's
 //! batch processor calls it, on the processor's own thread, so it uses a blocking HTTP client
 //! and may sleep between attempts: request handling never waits on it.
 //!
