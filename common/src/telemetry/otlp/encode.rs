@@ -4,11 +4,11 @@
 //! the generated protobuf structs first (a `Vec` for each id, a `String` for the name and for
 //! every attribute key and value), then encodes those, then frees them all: about twenty
 //! allocations a span that exist only to be written out once. [`TraceEncoder`] writes the
-//! protobuf wire format from the span data itself, into one buffer sized in advance.
+//! protobuf wire format from the span data itself, in one pass over it, into one buffer.
 //!
 //! The bytes are those `prost` writes for `opentelemetry-proto`'s conversion of the same
-//! batch (same fields, in field-number order, the same defaults left out): the tests compare the two
-//! byte for byte, so a collector cannot tell them apart.
+//! batch (same fields, in field-number order, the same defaults left out): the tests compare
+//! the two byte for byte, so a collector cannot tell them apart.
 //!
 //! The wire format, in short: a message is a sequence of fields, each a key (field number and
 //! wire type, as a varint) and a value: a varint, 8 or 4 little-endian bytes, or a length
@@ -16,15 +16,18 @@
 //! scalars equal to their default (0, empty) and writes a present nested message even when
 //! it is empty. Field numbers are those of `opentelemetry/proto/trace/v1/trace.proto`,
 //! `common/v1/common.proto` and `resource/v1/resource.proto`.
+//!
+//! A nested message's length comes before it, but is known only once it is written. Rather
+//! than walk every span twice (once to add up lengths, once to write), [`put_message`] sets
+//! aside as many bytes for the length as a message of its kind usually needs, writes the
+//! message after them, and then fills them in; in the rare case the guess was wrong, it moves
+//! the message by the difference, so the output stays the canonical encoding.
 
-use std::{
-    borrow::Cow,
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry::{
     Array, InstrumentationScope, KeyValue, Value,
-    trace::{SpanContext, SpanId, SpanKind, Status},
+    trace::{SpanContext, SpanId, SpanKind, Status, TraceState},
 };
 use opentelemetry_sdk::{Resource, trace::SpanData};
 
@@ -35,6 +38,10 @@ pub struct TraceEncoder {
     resource: Vec<u8>,
     schema_url: String,
 }
+
+/// What a span of the services usually takes on the wire, to size the buffer: a reallocation
+/// or two when spans are larger is cheap, an over-estimate only costs address space.
+const TYPICAL_SPAN_BYTES: usize = 320;
 
 impl TraceEncoder {
     pub fn new(resource: &Resource) -> Self {
@@ -52,78 +59,82 @@ impl TraceEncoder {
     /// The request carrying `spans`: one `ResourceSpans`, with a `ScopeSpans` for each
     /// instrumentation scope, in the order the scopes first appear.
     pub fn encode(&self, spans: &[SpanData]) -> Vec<u8> {
-        let mut scopes: Vec<Scope<'_>> = Vec::new();
-        for span in spans {
-            let len = span_len(span);
-            match scopes
-                .iter_mut()
-                .find(|s| *s.scope == span.instrumentation_scope)
-            {
-                Some(scope) => scope.spans.push((span, len)),
-                None => scopes.push(Scope {
-                    scope: &span.instrumentation_scope,
-                    spans: vec![(span, len)],
-                }),
+        let mut out =
+            Vec::with_capacity(self.resource.len() + 64 + spans.len() * TYPICAL_SPAN_BYTES);
+        // ExportTraceServiceRequest.resource_spans = 1
+        put_message(&mut out, 1, Reserve::Batch, |out| {
+            // ResourceSpans: resource = 1, scope_spans = 2, schema_url = 3.
+            put_message(out, 1, Reserve::Small, |out| {
+                out.extend_from_slice(&self.resource);
+            });
+            for (scope, spans) in by_scope(spans) {
+                put_message(out, 2, Reserve::Batch, |out| {
+                    write_scope_spans(out, scope, &spans);
+                });
             }
-        }
-        let scope_lens: Vec<usize> = scopes.iter().map(Scope::len).collect();
-        let resource_spans_len = field_len(self.resource.len())
-            + scope_lens.iter().copied().map(field_len).sum::<usize>()
-            + string_field_len(&self.schema_url);
-        let mut out = Vec::with_capacity(field_len(resource_spans_len));
-        // ExportTraceServiceRequest.resource_spans = 1; ResourceSpans.resource = 1
-        put_len_prefix(&mut out, 1, resource_spans_len);
-        put_len_prefix(&mut out, 1, self.resource.len());
-        out.extend_from_slice(&self.resource);
-        for (scope, len) in scopes.iter().zip(scope_lens) {
-            // ResourceSpans.scope_spans = 2
-            put_len_prefix(&mut out, 2, len);
-            scope.write(&mut out);
-        }
-        put_string(&mut out, 3, &self.schema_url);
-        debug_assert_eq!(out.len(), field_len(resource_spans_len));
+            put_string(out, 3, &self.schema_url);
+        });
         out
     }
 }
 
-/// The spans of one instrumentation scope, with each one's encoded length.
-struct Scope<'a> {
-    scope: &'a InstrumentationScope,
-    spans: Vec<(&'a SpanData, usize)>,
+/// The spans grouped by instrumentation scope, in the order the scopes first appear. A
+/// batch from one tracer has one scope, which every span carries a clone of: the comparison
+/// with the previous span's scope is usually a few pointer comparisons.
+fn by_scope(spans: &[SpanData]) -> Vec<(&InstrumentationScope, Vec<&SpanData>)> {
+    let mut scopes: Vec<(&InstrumentationScope, Vec<&SpanData>)> = Vec::new();
+    let mut last = 0;
+    for span in spans {
+        let scope = &span.instrumentation_scope;
+        if scopes
+            .get(last)
+            .is_none_or(|(known, _)| !same_scope(known, scope))
+        {
+            last = scopes
+                .iter()
+                .position(|(known, _)| same_scope(known, scope))
+                .unwrap_or_else(|| {
+                    scopes.push((scope, Vec::with_capacity(spans.len())));
+                    scopes.len() - 1
+                });
+        }
+        scopes[last].1.push(span);
+    }
+    scopes
 }
 
-impl Scope<'_> {
-    /// `ScopeSpans`: scope = 1, spans = 2, `schema_url` = 3.
-    fn len(&self) -> usize {
-        field_len(scope_len(self.scope))
-            + self
-                .spans
-                .iter()
-                .map(|(_, len)| field_len(*len))
-                .sum::<usize>()
-            + string_field_len(self.scope.schema_url().unwrap_or_default())
-    }
+fn same_scope(a: &InstrumentationScope, b: &InstrumentationScope) -> bool {
+    let clones = same_text(Some(a.name()), Some(b.name()))
+        && same_text(a.version(), b.version())
+        && same_text(a.schema_url(), b.schema_url())
+        && a.attributes().next().is_none()
+        && b.attributes().next().is_none();
+    clones || a == b
+}
 
-    fn write(&self, out: &mut Vec<u8>) {
-        put_len_prefix(out, 1, scope_len(self.scope));
-        put_string(out, 1, self.scope.name());
-        put_string(out, 2, self.scope.version().unwrap_or_default());
-        for kv in self.scope.attributes() {
+/// The same text at the same address, as clones of one `&'static str` are.
+fn same_text(a: Option<&str>, b: Option<&str>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.as_ptr() == b.as_ptr() && a.len() == b.len(),
+        _ => false,
+    }
+}
+
+/// `ScopeSpans`: scope = 1 (an `InstrumentationScope`: name = 1, version = 2,
+/// attributes = 3), spans = 2, `schema_url` = 3.
+fn write_scope_spans(out: &mut Vec<u8>, scope: &InstrumentationScope, spans: &[&SpanData]) {
+    put_message(out, 1, Reserve::Small, |out| {
+        put_string(out, 1, scope.name());
+        put_string(out, 2, scope.version().unwrap_or_default());
+        for kv in scope.attributes() {
             key_value(out, 3, kv);
         }
-        for (span, len) in &self.spans {
-            put_len_prefix(out, 2, *len);
-            write_span(out, span);
-        }
-        put_string(out, 3, self.scope.schema_url().unwrap_or_default());
+    });
+    for span in spans {
+        put_message(out, 2, Reserve::Span, |out| write_span(out, span));
     }
-}
-
-/// `InstrumentationScope`: name = 1, version = 2, attributes = 3.
-fn scope_len(scope: &InstrumentationScope) -> usize {
-    string_field_len(scope.name())
-        + string_field_len(scope.version().unwrap_or_default())
-        + scope.attributes().map(key_value_field_len).sum::<usize>()
+    put_string(out, 3, scope.schema_url().unwrap_or_default());
 }
 
 // `Span`, in field-number order (the order prost writes them): trace_id = 1, span_id = 2,
@@ -131,34 +142,13 @@ fn scope_len(scope: &InstrumentationScope) -> usize {
 // end_time_unix_nano = 8, attributes = 9, dropped_attributes_count = 10, events = 11,
 // dropped_events_count = 12, links = 13, dropped_links_count = 14, status = 15, flags = 16.
 
-fn span_len(span: &SpanData) -> usize {
-    let context = &span.span_context;
-    let parent = parent_span_id(span);
-    field_len(16)
-        + field_len(8)
-        + trace_state_len(context)
-        + parent.map_or(0, |_| field_len(8))
-        + 2 + 4 // flags: a two-byte key (field 16), then fixed32
-        + string_field_len(&span.name)
-        + varint_field_len(kind(&span.span_kind))
-        + fixed64_field_len(nanos(span.start_time))
-        + fixed64_field_len(nanos(span.end_time))
-        + span.attributes.iter().map(key_value_field_len).sum::<usize>()
-        + varint_field_len(u64::from(span.dropped_attributes_count))
-        + span.events.iter().map(|e| field_len(event_len(e))).sum::<usize>()
-        + varint_field_len(u64::from(span.events.dropped_count))
-        + span.links.iter().map(|l| field_len(link_len(l))).sum::<usize>()
-        + varint_field_len(u64::from(span.links.dropped_count))
-        + field_len(status_len(&span.status))
-}
-
 fn write_span(out: &mut Vec<u8>, span: &SpanData) {
     let context = &span.span_context;
     put_bytes(out, 1, &context.trace_id().to_bytes());
     put_bytes(out, 2, &context.span_id().to_bytes());
     put_trace_state(out, 3, context);
-    if let Some(parent) = parent_span_id(span) {
-        put_bytes(out, 4, &parent.to_bytes());
+    if span.parent_span_id != SpanId::INVALID {
+        put_bytes(out, 4, &span.parent_span_id.to_bytes());
     }
     put_string(out, 5, &span.name);
     put_varint_field(out, 6, kind(&span.span_kind));
@@ -170,75 +160,48 @@ fn write_span(out: &mut Vec<u8>, span: &SpanData) {
     put_varint_field(out, 10, u64::from(span.dropped_attributes_count));
     for event in span.events.iter() {
         // Event: time_unix_nano = 1, name = 2, attributes = 3, dropped_attributes_count = 4.
-        put_len_prefix(out, 11, event_len(event));
-        put_fixed64_field(out, 1, nanos(event.timestamp));
-        put_string(out, 2, &event.name);
-        for kv in &event.attributes {
-            key_value(out, 3, kv);
-        }
-        put_varint_field(out, 4, u64::from(event.dropped_attributes_count));
+        put_message(out, 11, Reserve::Small, |out| {
+            put_fixed64_field(out, 1, nanos(event.timestamp));
+            put_string(out, 2, &event.name);
+            for kv in &event.attributes {
+                key_value(out, 3, kv);
+            }
+            put_varint_field(out, 4, u64::from(event.dropped_attributes_count));
+        });
     }
     put_varint_field(out, 12, u64::from(span.events.dropped_count));
     for link in span.links.iter() {
         // Link: trace_id = 1, span_id = 2, trace_state = 3, attributes = 4,
         // dropped_attributes_count = 5, flags = 6.
-        put_len_prefix(out, 13, link_len(link));
-        put_bytes(out, 1, &link.span_context.trace_id().to_bytes());
-        put_bytes(out, 2, &link.span_context.span_id().to_bytes());
-        put_trace_state(out, 3, &link.span_context);
-        for kv in &link.attributes {
-            key_value(out, 4, kv);
-        }
-        put_varint_field(out, 5, u64::from(link.dropped_attributes_count));
-        put_key(out, 6, FIXED32);
-        out.extend_from_slice(
-            &span_flags(
-                link.span_context.trace_flags().to_u8(),
-                link.span_context.is_remote(),
-            )
-            .to_le_bytes(),
-        );
+        put_message(out, 13, Reserve::Small, |out| {
+            put_bytes(out, 1, &link.span_context.trace_id().to_bytes());
+            put_bytes(out, 2, &link.span_context.span_id().to_bytes());
+            put_trace_state(out, 3, &link.span_context);
+            for kv in &link.attributes {
+                key_value(out, 4, kv);
+            }
+            put_varint_field(out, 5, u64::from(link.dropped_attributes_count));
+            put_key(out, 6, FIXED32);
+            out.extend_from_slice(
+                &span_flags(
+                    link.span_context.trace_flags().to_u8(),
+                    link.span_context.is_remote(),
+                )
+                .to_le_bytes(),
+            );
+        });
     }
     put_varint_field(out, 14, u64::from(span.links.dropped_count));
     // Status: message = 2, code = 3; always present, as the conversion always sets it.
-    put_len_prefix(out, 15, status_len(&span.status));
-    let (message, code) = status(&span.status);
-    put_string(out, 2, message);
-    put_varint_field(out, 3, code);
+    put_message(out, 15, Reserve::Small, |out| {
+        let (message, code) = status(&span.status);
+        put_string(out, 2, message);
+        put_varint_field(out, 3, code);
+    });
     put_key(out, 16, FIXED32);
     out.extend_from_slice(
         &span_flags(context.trace_flags().to_u8(), span.parent_span_is_remote).to_le_bytes(),
     );
-}
-
-fn event_len(event: &opentelemetry::trace::Event) -> usize {
-    fixed64_field_len(nanos(event.timestamp))
-        + string_field_len(&event.name)
-        + event
-            .attributes
-            .iter()
-            .map(key_value_field_len)
-            .sum::<usize>()
-        + varint_field_len(u64::from(event.dropped_attributes_count))
-}
-
-fn link_len(link: &opentelemetry::trace::Link) -> usize {
-    field_len(16)
-        + field_len(8)
-        + trace_state_len(&link.span_context)
-        + link
-            .attributes
-            .iter()
-            .map(key_value_field_len)
-            .sum::<usize>()
-        + varint_field_len(u64::from(link.dropped_attributes_count))
-        + 1
-        + 4 // flags: a one-byte key (field 6), then fixed32
-}
-
-fn status_len(status: &Status) -> usize {
-    let (message, code) = self::status(status);
-    string_field_len(message) + varint_field_len(code)
 }
 
 fn status(status: &Status) -> (&str, u64) {
@@ -247,10 +210,6 @@ fn status(status: &Status) -> (&str, u64) {
         Status::Ok => ("", 1),
         Status::Error { description } => (description, 2),
     }
-}
-
-fn parent_span_id(span: &SpanData) -> Option<SpanId> {
-    (span.parent_span_id != SpanId::INVALID).then_some(span.parent_span_id)
 }
 
 /// `SpanFlags`: the W3C trace flags in the low byte, and whether the parent (or the linked
@@ -277,18 +236,9 @@ fn nanos(time: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-fn trace_state_len(context: &SpanContext) -> usize {
-    let state = context.trace_state();
-    if state == &opentelemetry::trace::TraceState::NONE {
-        0
-    } else {
-        string_field_len(&state.header())
-    }
-}
-
 fn put_trace_state(out: &mut Vec<u8>, field: u32, context: &SpanContext) {
     let state = context.trace_state();
-    if state != &opentelemetry::trace::TraceState::NONE {
+    if state != &TraceState::NONE {
         put_string(out, field, &state.header());
     }
 }
@@ -298,113 +248,90 @@ fn put_trace_state(out: &mut Vec<u8>, field: u32, context: &SpanContext) {
 // `ArrayValue`: values = 1, each an `AnyValue`). A oneof member is written even when it holds
 // its type's default.
 
-fn key_value_field_len(kv: &KeyValue) -> usize {
-    field_len(key_value_len(kv))
-}
-
-fn key_value_len(kv: &KeyValue) -> usize {
-    string_field_len(kv.key.as_str()) + field_len(any_value_len(&kv.value))
-}
-
 fn key_value(out: &mut Vec<u8>, field: u32, kv: &KeyValue) {
-    put_len_prefix(out, field, key_value_len(kv));
-    put_string(out, 1, kv.key.as_str());
-    put_len_prefix(out, 2, any_value_len(&kv.value));
+    let key = kv.key.as_str();
+    // Nearly every attribute is a scalar, whose lengths are a few additions: no need to
+    // write first and fill the lengths in afterwards.
+    let Some(value_len) = scalar_len(&kv.value) else {
+        put_message(out, field, Reserve::Small, |out| {
+            put_string(out, 1, key);
+            put_message(out, 2, Reserve::Small, |out| any_value(out, &kv.value));
+        });
+        return;
+    };
+    let len = string_field_len(key) + 1 + varint_len(value_len as u64) + value_len;
+    out.reserve(1 + varint_len(len as u64) + len);
+    if len < 0x80 && !key.is_empty() {
+        // Every length fits in one byte, as nearly always: the headers go in as two slices.
+        #[expect(clippy::cast_possible_truncation, reason = "each is below 0x80")]
+        let (len, key_len, value_len) = (len as u8, key.len() as u8, value_len as u8);
+        out.extend_from_slice(&[tag(field, LEN), len, tag(1, LEN), key_len]);
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(&[tag(2, LEN), value_len]);
+        any_value(out, &kv.value);
+        return;
+    }
+    put_key(out, field, LEN);
+    put_varint(out, len as u64);
+    put_string(out, 1, key);
+    put_key(out, 2, LEN);
+    put_varint(out, value_len as u64);
     any_value(out, &kv.value);
 }
 
-/// One member of `AnyValue`'s oneof, borrowed from the attribute's value.
-enum Scalar<'a> {
-    Str(Cow<'a, str>),
-    Bool(bool),
-    Int(i64),
-    Double(f64),
-}
-
-impl Scalar<'_> {
-    fn len(&self) -> usize {
-        match self {
-            Scalar::Str(s) => field_len(s.len()),
-            Scalar::Bool(_) => 2,
-            Scalar::Int(i) => 1 + varint_len(i64_bits(*i)),
-            Scalar::Double(_) => 9,
-        }
-    }
-
-    fn write(&self, out: &mut Vec<u8>) {
-        match self {
-            Scalar::Str(s) => {
-                put_len_prefix(out, 1, s.len());
-                out.extend_from_slice(s.as_bytes());
-            }
-            Scalar::Bool(b) => {
-                put_key(out, 2, VARINT);
-                out.push(u8::from(*b));
-            }
-            Scalar::Int(i) => {
-                put_key(out, 3, VARINT);
-                put_varint(out, i64_bits(*i));
-            }
-            Scalar::Double(d) => {
-                put_key(out, 4, FIXED64);
-                out.extend_from_slice(&d.to_le_bytes());
-            }
-        }
-    }
-}
-
-/// The members of an array value, or `None` for a scalar.
-fn array_members(value: &Value) -> Option<Vec<Scalar<'_>>> {
-    let Value::Array(array) = value else {
-        return None;
-    };
-    Some(match array {
-        Array::Bool(v) => v.iter().map(|b| Scalar::Bool(*b)).collect(),
-        Array::I64(v) => v.iter().map(|i| Scalar::Int(*i)).collect(),
-        Array::F64(v) => v.iter().map(|d| Scalar::Double(*d)).collect(),
-        Array::String(v) => v
-            .iter()
-            .map(|s| Scalar::Str(Cow::Borrowed(s.as_str())))
-            .collect(),
-        // A kind of array added after this was written: its members as text, not dropped.
-        _ => vec![Scalar::Str(value.as_str())],
-    })
-}
-
-fn scalar(value: &Value) -> Scalar<'_> {
+/// The length of a scalar's `AnyValue`, or `None` for an array or a kind of value added
+/// after this was written.
+fn scalar_len(value: &Value) -> Option<usize> {
     match value {
-        Value::Bool(b) => Scalar::Bool(*b),
-        Value::I64(i) => Scalar::Int(*i),
-        Value::F64(d) => Scalar::Double(*d),
-        Value::String(s) => Scalar::Str(Cow::Borrowed(s.as_str())),
-        // Arrays are handled by the caller; a kind of value added after this was written is
-        // sent as its text.
-        _ => Scalar::Str(value.as_str()),
+        Value::String(s) => Some(field_len(s.as_str().len())),
+        Value::Bool(_) => Some(2),
+        Value::I64(i) => Some(1 + varint_len(i64_bits(*i))),
+        Value::F64(_) => Some(9),
+        _ => None,
     }
-}
-
-fn any_value_len(value: &Value) -> usize {
-    match array_members(value) {
-        Some(members) => field_len(array_len(&members)),
-        None => scalar(value).len(),
-    }
-}
-
-fn array_len(members: &[Scalar<'_>]) -> usize {
-    members.iter().map(|m| field_len(m.len())).sum()
 }
 
 fn any_value(out: &mut Vec<u8>, value: &Value) {
-    match array_members(value) {
-        Some(members) => {
-            put_len_prefix(out, 5, array_len(&members));
-            for member in &members {
-                put_len_prefix(out, 1, member.len());
-                member.write(out);
+    match value {
+        Value::String(s) => put_bytes(out, 1, s.as_str().as_bytes()),
+        Value::Bool(b) => put_bool(out, *b),
+        Value::I64(i) => put_int(out, *i),
+        Value::F64(d) => put_double(out, *d),
+        Value::Array(array) => put_message(out, 5, Reserve::Small, |out| {
+            // ArrayValue.values = 1, each an AnyValue.
+            let mut member = |write: &dyn Fn(&mut Vec<u8>)| {
+                put_message(out, 1, Reserve::Small, |out| write(out));
+            };
+            match array {
+                Array::Bool(v) => v.iter().for_each(|b| member(&|o| put_bool(o, *b))),
+                Array::I64(v) => v.iter().for_each(|i| member(&|o| put_int(o, *i))),
+                Array::F64(v) => v.iter().for_each(|d| member(&|o| put_double(o, *d))),
+                Array::String(v) => v
+                    .iter()
+                    .for_each(|s| member(&|o| put_bytes(o, 1, s.as_str().as_bytes()))),
+                // A kind of array added after this was written: its members as text, not
+                // dropped.
+                _ => member(&|o| put_bytes(o, 1, value.as_str().as_bytes())),
             }
-        }
-        None => scalar(value).write(out),
+        }),
+        // A kind of value added after this was written is sent as its text.
+        _ => put_bytes(out, 1, value.as_str().as_bytes()),
     }
+}
+
+fn put_bool(out: &mut Vec<u8>, b: bool) {
+    put_key(out, 2, VARINT);
+    out.push(u8::from(b));
+}
+
+fn put_int(out: &mut Vec<u8>, i: i64) {
+    put_key(out, 3, VARINT);
+    put_varint(out, i64_bits(i));
+}
+
+fn put_double(out: &mut Vec<u8>, d: f64) {
+    put_key(out, 4, FIXED64);
+    out.extend_from_slice(&d.to_le_bytes());
 }
 
 // The wire format's primitives.
@@ -413,6 +340,54 @@ const VARINT: u8 = 0;
 const FIXED64: u8 = 1;
 const LEN: u8 = 2;
 const FIXED32: u8 = 5;
+
+/// How many bytes [`put_message`] sets aside for a message's length: what a message of that
+/// kind needs (a varint holds 7 bits a byte), so the message rarely has to move.
+#[derive(Clone, Copy)]
+enum Reserve {
+    /// Attributes, values, events, links, the status, the scope: under 128 bytes.
+    Small = 1,
+    /// A span: 128 bytes to 16 KiB.
+    Span = 2,
+    /// A batch, and its spans of one scope: 16 KiB to 2 MiB (a full batch of 512 spans is
+    /// about 160 KiB; a smaller one moves by a byte or two, which costs little when small).
+    Batch = 3,
+}
+
+/// A length-delimited field whose body `write` appends: the length's bytes are set aside
+/// first (as many as `reserve` guesses), then filled in; when the guess was wrong, the body
+/// moves so that the length takes exactly the bytes it needs.
+#[inline]
+fn put_message(out: &mut Vec<u8>, field: u32, reserve: Reserve, write: impl FnOnce(&mut Vec<u8>)) {
+    put_key(out, field, LEN);
+    let reserved = reserve as usize;
+    let at = out.len();
+    out.resize(at + reserved, 0);
+    write(out);
+    let len = out.len() - at - reserved;
+    let needed = varint_len(len as u64);
+    if needed != reserved {
+        if needed > reserved {
+            out.resize(out.len() + needed - reserved, 0);
+        }
+        out.copy_within(at + reserved..at + reserved + len, at + needed);
+        out.truncate(at + needed + len);
+    }
+    fill_varint(&mut out[at..at + needed], len as u64);
+}
+
+/// Writes `value` as a varint of exactly `into.len()` bytes (its [`varint_len`]).
+#[expect(clippy::cast_possible_truncation, reason = "the low 7 bits, by design")]
+fn fill_varint(into: &mut [u8], mut value: u64) {
+    let (last, rest) = into
+        .split_last_mut()
+        .expect("a varint takes a byte at least");
+    for byte in rest {
+        *byte = (value as u8) | 0x80;
+        value >>= 7;
+    }
+    *last = value as u8;
+}
 
 /// An `int64` is written as its two's complement bits: a negative one takes ten bytes.
 #[expect(clippy::cast_sign_loss, reason = "protobuf writes int64 as its bits")]
@@ -438,20 +413,26 @@ fn put_key(out: &mut Vec<u8>, field: u32, wire_type: u8) {
     put_varint(out, u64::from(field << 3 | u32::from(wire_type)));
 }
 
+/// The one-byte key of a field numbered below 16.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "field numbers here are below 16"
+)]
+const fn tag(field: u32, wire_type: u8) -> u8 {
+    debug_assert!(field < 16);
+    (field as u8) << 3 | wire_type
+}
+
+fn put_bytes(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
+    put_key(out, field, LEN);
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
 /// A length-delimited field of `len` bytes, key and length included. The fields this module
 /// writes all have numbers below 16, so their key is one byte.
 fn field_len(len: usize) -> usize {
     1 + varint_len(len as u64) + len
-}
-
-fn put_len_prefix(out: &mut Vec<u8>, field: u32, len: usize) {
-    put_key(out, field, LEN);
-    put_varint(out, len as u64);
-}
-
-fn put_bytes(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
-    put_len_prefix(out, field, bytes.len());
-    out.extend_from_slice(bytes);
 }
 
 /// A string field; an empty one is left out.
@@ -459,6 +440,7 @@ fn string_field_len(s: &str) -> usize {
     if s.is_empty() { 0 } else { field_len(s.len()) }
 }
 
+/// A string field; an empty one is left out.
 fn put_string(out: &mut Vec<u8>, field: u32, s: &str) {
     if !s.is_empty() {
         put_bytes(out, field, s.as_bytes());
@@ -466,10 +448,6 @@ fn put_string(out: &mut Vec<u8>, field: u32, s: &str) {
 }
 
 /// A varint field; 0 is left out.
-fn varint_field_len(value: u64) -> usize {
-    if value == 0 { 0 } else { 1 + varint_len(value) }
-}
-
 fn put_varint_field(out: &mut Vec<u8>, field: u32, value: u64) {
     if value != 0 {
         put_key(out, field, VARINT);
@@ -478,10 +456,6 @@ fn put_varint_field(out: &mut Vec<u8>, field: u32, value: u64) {
 }
 
 /// A fixed64 field; 0 is left out.
-fn fixed64_field_len(value: u64) -> usize {
-    if value == 0 { 0 } else { 1 + 8 }
-}
-
 fn put_fixed64_field(out: &mut Vec<u8>, field: u32, value: u64) {
     if value != 0 {
         put_key(out, field, FIXED64);
@@ -692,6 +666,33 @@ mod tests {
         assert_eq!(
             TraceEncoder::new(&empty).encode(&spans),
             reference(&empty, &spans)
+        );
+    }
+
+    #[test]
+    fn equal_scopes_built_apart_share_a_scope_and_unequal_ones_do_not() {
+        let (resource, _) = batch();
+        // Owned names at different addresses: only the full comparison can tell they are equal.
+        let scope = || {
+            InstrumentationScope::builder(String::from("common"))
+                .with_version(String::from("0.1.0"))
+                .build()
+        };
+        let (first, second) = (scope(), scope());
+        let unversioned = InstrumentationScope::builder("common").build();
+        let empty_version = InstrumentationScope::builder("common")
+            .with_version("")
+            .build();
+        let spans = vec![
+            span("a", &first),
+            span("b", &second),
+            span("c", &unversioned),
+            span("d", &empty_version),
+            span("e", &first),
+        ];
+        assert_eq!(
+            TraceEncoder::new(&resource).encode(&spans),
+            reference(&resource, &spans)
         );
     }
 
