@@ -24,7 +24,10 @@
 
 use std::{borrow::Cow, cell::RefCell, fmt, io::IsTerminal, sync::OnceLock};
 
-use opentelemetry::{baggage::BaggageExt, trace::TraceContextExt};
+use opentelemetry::{
+    baggage::BaggageExt,
+    trace::{SpanContext, TraceContextExt},
+};
 use serde::Serialize as _;
 use serde_json::Value;
 use tracing::{Dispatch, Event, Subscriber, dispatcher::WeakDispatch, field::Field};
@@ -97,12 +100,7 @@ impl EventFormat {
 
         let span = cx.span();
         let span_context = span.span_context();
-        let ids = span_context.is_valid().then(|| {
-            (
-                span_context.trace_id().to_string(),
-                span_context.span_id().to_string(),
-            )
-        });
+        let ids = span_context.is_valid().then(|| HexIds::new(span_context));
         // Sorted, so the text format is stable (Baggage is a hash map).
         let mut baggage: Vec<(&str, &str)> = cx
             .baggage()
@@ -111,9 +109,9 @@ impl EventFormat {
             .collect();
         baggage.sort_unstable();
         let mut correlation: Vec<(&str, &str)> = Vec::with_capacity(2 + baggage.len());
-        if let Some((trace_id, span_id)) = &ids {
-            correlation.push(("trace_id", trace_id));
-            correlation.push(("span_id", span_id));
+        if let Some(ids) = &ids {
+            correlation.push(("trace_id", ids.trace_id()));
+            correlation.push(("span_id", ids.span_id()));
         }
         correlation.extend(baggage);
 
@@ -214,6 +212,36 @@ impl EventFormat {
 
 /// The parts of one log line, gathered once for either format.
 #[derive(Clone, Copy)]
+/// A line's trace and span ids as lowercase hex, in fixed buffers: every line written inside a
+/// request carries them, and `to_string` made two `String`s and two trips through `fmt` a line.
+struct HexIds {
+    trace_id: [u8; 32],
+    span_id: [u8; 16],
+}
+
+impl HexIds {
+    fn new(span_context: &SpanContext) -> Self {
+        let mut ids = HexIds {
+            trace_id: [0; 32],
+            span_id: [0; 16],
+        };
+        // Each buffer is twice its id's length, so the encodings cannot fail.
+        hex::encode_to_slice(span_context.trace_id().to_bytes(), &mut ids.trace_id)
+            .expect("32 digits for 16 bytes");
+        hex::encode_to_slice(span_context.span_id().to_bytes(), &mut ids.span_id)
+            .expect("16 digits for 8 bytes");
+        ids
+    }
+
+    fn trace_id(&self) -> &str {
+        std::str::from_utf8(&self.trace_id).expect("hex digits")
+    }
+
+    fn span_id(&self) -> &str {
+        std::str::from_utf8(&self.span_id).expect("hex digits")
+    }
+}
+
 struct Line<'a> {
     timestamp: &'a str,
     meta: &'static tracing::Metadata<'static>,
