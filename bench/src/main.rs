@@ -31,6 +31,7 @@
 //! and spreads and checks the targets of issue 10, the 5x over the Python stack among them.
 //! `--smoke` runs every scenario, the Python ones included, with tiny counts.
 
+mod instructions;
 mod pgbench;
 mod procfs;
 mod python;
@@ -65,7 +66,12 @@ use crate::{
     after_help = "Examples:\n  \
         cargo run --release -p bench                  # ~9 minutes; writes bench/RESULTS.md\n  \
         cargo run --release -p bench -- --smoke       # a few seconds per scenario, writes nothing\n  \
-        cargo run --release -p bench -- --soak        # 10 minutes of load, RSS sampled"
+        cargo run --release -p bench -- --soak        # 10 minutes of load, RSS sampled\n  \
+        cargo run --release -p bench -- --instructions  # instructions a span, under callgrind"
+)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "command-line flags: three modes that exclude each other (clap checks), and a switch"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -78,6 +84,11 @@ struct Cli {
     /// tracing off and 100% sampled, each service's RSS sampled every 30 s.
     #[arg(long, conflicts_with = "smoke")]
     soak: bool,
+    /// Instead of the benchmark: the three services under valgrind's callgrind, tracing off
+    /// and then 100% sampled, 200 orders into each at 5 a second; instructions a request and
+    /// a sampled span, which unlike CPU time do not move with the machine's load (~6 minutes).
+    #[arg(long, conflicts_with_all = ["smoke", "soak"])]
+    instructions: bool,
     /// How many times every scenario runs (interleaved).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
     rounds: u32,
@@ -251,6 +262,9 @@ async fn benchmark(cli: &Cli) -> anyhow::Result<ExitCode> {
     if cli.soak {
         return soak(&work).await;
     }
+    if cli.instructions {
+        return instructions::run(&work).await;
+    }
     let started = Instant::now();
     let plan = Plan::new(cli, work);
     if let Err(reason) = &plan.python {
@@ -405,7 +419,12 @@ fn smoke_verdict(results: &report::Results<'_>, started: Instant) -> ExitCode {
 
 /// The loadgen settings the benchmark uses: successful orders only, so every request does
 /// the same work as the pgbench script.
-fn load(target: &str, mode: Mode, duration: Duration, keepalive: bool) -> loadgen::Config {
+pub(crate) fn load(
+    target: &str,
+    mode: Mode,
+    duration: Duration,
+    keepalive: bool,
+) -> loadgen::Config {
     loadgen::Config {
         target: target.to_owned(),
         mode,

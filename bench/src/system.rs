@@ -128,7 +128,12 @@ pub(crate) type Launcher<'a> = &'a dyn Fn(Binary) -> anyhow::Result<Command>;
 
 /// The workspace's own build of `binary`, beside the bench binary.
 pub(crate) fn workspace_binary(binary: Binary) -> anyhow::Result<Command> {
-    Ok(Command::new(binary_dir()?.join(binary.name())))
+    Ok(Command::new(binary_path(binary)?))
+}
+
+/// Where the workspace's own build of `binary` is.
+pub(crate) fn binary_path(binary: Binary) -> anyhow::Result<PathBuf> {
+    Ok(binary_dir()?.join(binary.name()))
 }
 
 impl Service {
