@@ -5,15 +5,16 @@
 //! whole cost, so a difference of a few microseconds a span is below what the timed benchmark
 //! can resolve. `valgrind --tool=callgrind` counts the instructions a process executes, the
 //! same for the same binary and input whatever else the machine is doing. This mode starts the
-//! whole system twice with the three services under callgrind, tracing off and then 100%
-//! sampled (exporting over OTLP/HTTP to the receiver), sends each the same orders at a low
+//! whole system three times with the three services under callgrind, tracing off, unsampled
+//! but propagating, and 100% sampled (exporting over OTLP/HTTP to the receiver), sends each
+//! the same orders at a low
 //! fixed rate (callgrind runs code about fifty times slower), stops the services (which
 //! flushes their spans) and reads each one's instruction total.
 //!
-//! The totals are of whole processes, start-up and shutdown included; the two systems start
-//! and stop the same way, so the difference between them over the spans sent is what a
-//! sampled span costs all-in: the layer's work, the SDK's, the batch processor's, encoding
-//! and sending.
+//! The totals are of whole processes, start-up and shutdown included; the systems start and
+//! stop the same way, so the difference to tracing off over the spans sent is what a span
+//! costs all-in: unsampled, the layer's work, the SDK's non-recording span and propagation;
+//! sampled, also the recording, the batch processor's, encoding and sending.
 
 use std::{
     fmt::Write as _,
@@ -53,10 +54,14 @@ pub(crate) async fn run(work: &Path) -> anyhow::Result<ExitCode> {
     if !version.is_ok_and(|o| o.status.success()) {
         bail!("valgrind is not installed (Debian: `apt-get install valgrind`)");
     }
-    let scenarios: [(&'static str, TelemetryEnv); 2] = [
+    let scenarios: [(&'static str, TelemetryEnv); 3] = [
         (
             "tracing off (`OTEL_SDK_DISABLED=true`)",
             &[("OTEL_SDK_DISABLED", "true")],
+        ),
+        (
+            "unsampled, propagating (`parentbased_always_off`)",
+            &[("OTEL_TRACES_SAMPLER", "parentbased_always_off")],
         ),
         ("100% sampled", &[]),
     ];
@@ -66,7 +71,7 @@ pub(crate) async fn run(work: &Path) -> anyhow::Result<ExitCode> {
         counts.push(count(name, env, &dir).await?);
     }
     println!("{}", markdown(&counts));
-    let sampled = &counts[1];
+    let sampled = &counts[2];
     Ok(if sampled.spans_received == ORDERS * SPANS_PER_ORDER {
         ExitCode::SUCCESS
     } else {
@@ -166,13 +171,18 @@ fn markdown(counts: &[Count]) -> String {
             count.total() / ORDERS / 1000
         );
     }
-    if let [off, sampled] = counts {
-        let spans = ORDERS * SPANS_PER_ORDER;
-        let extra = sampled.total().saturating_sub(off.total());
+    let [off, rest @ ..] = counts else {
+        return out;
+    };
+    let spans = ORDERS * SPANS_PER_ORDER;
+    out.push('\n');
+    for count in rest {
+        let extra = count.total().saturating_sub(off.total());
         let _ = writeln!(
             out,
-            "\nA sampled span all-in: {} instructions ({} more over {spans} spans, {:+.1}% of \
-             the tracing-off total).",
+            "- {}: {} instructions a span all-in ({} more than tracing off over {spans} \
+             spans, {:+.1}%)",
+            count.name,
             extra / spans,
             millions(extra),
             percent(extra, off.total())
@@ -211,6 +221,11 @@ mod tests {
                 spans_received: 0,
             },
             Count {
+                name: "unsampled",
+                services: vec![41_000_000, 87_000_000, 81_700_000],
+                spans_received: 0,
+            },
+            Count {
                 name: "100% sampled",
                 services: vec![48_000_000, 100_000_000, 92_000_000],
                 spans_received: ORDERS * SPANS_PER_ORDER,
@@ -225,12 +240,12 @@ mod tests {
             table.contains("| 100% sampled | 48.0M | 100.0M | 92.0M | 240.0M | 1200k |"),
             "{table}"
         );
-        // 34M over 3400 spans.
-        assert!(
-            table.contains(
-                "A sampled span all-in: 10000 instructions (34.0M more over 3400 spans, +16.5%"
-            ),
-            "{table}"
-        );
+        // 3.7M and 34M over 3400 spans.
+        for line in [
+            "- unsampled: 1088 instructions a span all-in (3.7M more than tracing off over 3400 spans, +1.8%)",
+            "- 100% sampled: 10000 instructions a span all-in (34.0M more than tracing off over 3400 spans, +16.5%)",
+        ] {
+            assert!(table.contains(line), "{table}");
+        }
     }
 }

@@ -84,9 +84,9 @@ struct Cli {
     /// tracing off and 100% sampled, each service's RSS sampled every 30 s.
     #[arg(long, conflicts_with = "smoke")]
     soak: bool,
-    /// Instead of the benchmark: the three services under valgrind's callgrind, tracing off
-    /// and then 100% sampled, 200 orders into each at 5 a second; instructions a request and
-    /// a sampled span, which unlike CPU time do not move with the machine's load (~6 minutes).
+    /// Instead of the benchmark: the three services under valgrind's callgrind, tracing off,
+    /// unsampled and 100% sampled, 200 orders into each at 5 a second; instructions a request
+    /// and a span, which unlike CPU time do not move with the machine's load (~3 minutes).
     #[arg(long, conflicts_with_all = ["smoke", "soak"])]
     instructions: bool,
     /// How many times every scenario runs (interleaved).
