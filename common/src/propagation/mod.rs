@@ -93,10 +93,22 @@ impl Injector for HeaderInjector<'_> {
     /// the new one would be combined with it by the receiver. A name or value
     /// that HTTP cannot carry is skipped rather than sent half-written.
     fn set(&mut self, key: &str, value: String) {
-        let Ok(name) = HeaderName::from_bytes(key.as_bytes()) else {
-            return;
+        // The names this workspace's propagators write are known: parsing them on every call
+        // was most of an injection's cost. Any other is parsed as it comes.
+        const KNOWN: [HeaderName; 3] = [
+            HeaderName::from_static("traceparent"),
+            HeaderName::from_static("tracestate"),
+            HeaderName::from_static("baggage"),
+        ];
+        let name = match KNOWN.iter().find(|known| known.as_str() == key) {
+            Some(known) => known.clone(),
+            None => match HeaderName::from_bytes(key.as_bytes()) {
+                Ok(name) => name,
+                Err(_) => return,
+            },
         };
-        let Ok(value) = HeaderValue::from_str(&value) else {
+        // The `String` becomes the header's bytes as it is, without a copy.
+        let Ok(value) = HeaderValue::try_from(value) else {
             return;
         };
         self.0.insert(name, value);
@@ -227,6 +239,23 @@ mod tests {
             map.get("baggage"),
             Some(&HeaderValue::from_static("kept=1"))
         );
+    }
+
+    #[test]
+    fn set_writes_the_known_names_and_any_other_valid_one() {
+        let names = ["traceparent", "tracestate", "baggage", "x-vendor-context"];
+        let mut map = HeaderMap::new();
+        for name in names {
+            HeaderInjector(&mut map).set(name, format!("{name}=1"));
+        }
+        assert_eq!(map.len(), names.len());
+        for name in names {
+            assert_eq!(
+                map.get(name).and_then(|v| v.to_str().ok()),
+                Some(format!("{name}=1").as_str()),
+                "{name}"
+            );
+        }
     }
 
     #[test]
