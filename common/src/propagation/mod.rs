@@ -45,6 +45,19 @@ use opentelemetry::{
 /// range every W3C grammar here is limited to, so each parser rejects it.
 const UNREADABLE_VALUE: &str = "\u{FFFD}";
 
+/// The header names this workspace's propagators read and write. A name given as `&str` is
+/// parsed (checked and lowercased) on every lookup and insert into a `HeaderMap`; as a
+/// `HeaderName` it is only hashed. Parsing them was most of the cost of propagation.
+static KNOWN_NAMES: [HeaderName; 3] = [
+    HeaderName::from_static("traceparent"),
+    HeaderName::from_static("tracestate"),
+    HeaderName::from_static("baggage"),
+];
+
+fn known_name(key: &str) -> Option<&'static HeaderName> {
+    KNOWN_NAMES.iter().find(|known| known.as_str() == key)
+}
+
 /// Reads propagation headers from an [`http::HeaderMap`] (case-insensitive
 /// names, as HTTP requires).
 #[derive(Debug, Clone, Copy)]
@@ -54,10 +67,7 @@ impl Extractor for HeaderExtractor<'_> {
     /// The first value of `key` that is visible ASCII; values holding other
     /// bytes are skipped because no propagation format can use them.
     fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .get_all(key)
-            .iter()
-            .find_map(|value| value.to_str().ok())
+        self.values(key).find_map(|value| value.to_str().ok())
     }
 
     fn keys(&self) -> Vec<&str> {
@@ -70,15 +80,22 @@ impl Extractor for HeaderExtractor<'_> {
     /// turn two `traceparent` headers into one valid-looking header).
     fn get_all(&self, key: &str) -> Option<Vec<&str>> {
         let values: Vec<&str> = self
-            .0
-            .get_all(key)
-            .iter()
+            .values(key)
             .map(|value| value.to_str().unwrap_or(UNREADABLE_VALUE))
             .collect();
         if values.is_empty() {
             None
         } else {
             Some(values)
+        }
+    }
+}
+
+impl<'a> HeaderExtractor<'a> {
+    fn values(self, key: &str) -> http::header::ValueIter<'a, HeaderValue> {
+        match known_name(key) {
+            Some(name) => self.0.get_all(name).iter(),
+            None => self.0.get_all(key).iter(),
         }
     }
 }
@@ -93,14 +110,7 @@ impl Injector for HeaderInjector<'_> {
     /// the new one would be combined with it by the receiver. A name or value
     /// that HTTP cannot carry is skipped rather than sent half-written.
     fn set(&mut self, key: &str, value: String) {
-        // The names this workspace's propagators write are known: parsing them on every call
-        // was most of an injection's cost. Any other is parsed as it comes.
-        const KNOWN: [HeaderName; 3] = [
-            HeaderName::from_static("traceparent"),
-            HeaderName::from_static("tracestate"),
-            HeaderName::from_static("baggage"),
-        ];
-        let name = match KNOWN.iter().find(|known| known.as_str() == key) {
+        let name = match known_name(key) {
             Some(known) => known.clone(),
             None => match HeaderName::from_bytes(key.as_bytes()) {
                 Ok(name) => name,

@@ -32,7 +32,7 @@
 
 use std::sync::LazyLock;
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::{
     Context,
     propagation::{Extractor, Injector, TextMapPropagator, text_map_propagator::FieldIter},
@@ -43,8 +43,9 @@ use super::tracestate::{TraceStateList, parse_tracestate};
 
 const TRACEPARENT_HEADER: &str = "traceparent";
 const TRACESTATE_HEADER: &str = "tracestate";
-const TRACERESPONSE_HEADER: &str = "traceresponse";
-const SERVER_TIMING_HEADER: &str = "server-timing";
+// Names, not `&str`s: written on every answer, a `&str` would be parsed every time.
+const TRACERESPONSE_HEADER: HeaderName = HeaderName::from_static("traceresponse");
+const SERVER_TIMING_HEADER: HeaderName = HeaderName::from_static("server-timing");
 
 static FIELDS: LazyLock<[String; 2]> =
     LazyLock::new(|| [TRACEPARENT_HEADER.to_owned(), TRACESTATE_HEADER.to_owned()]);
@@ -258,7 +259,7 @@ pub fn set_response_headers(cx: &Context, headers: &mut HeaderMap) {
     // Server-Timing is a list: the handler's fields and this metric become one field, so a
     // client that reads only the first field value still sees them all.
     let mut combined: Vec<u8> = Vec::new();
-    for existing in headers.get_all(SERVER_TIMING_HEADER) {
+    for existing in headers.get_all(&SERVER_TIMING_HEADER) {
         let bytes = existing.as_bytes();
         if bytes.iter().all(|c| matches!(c, b' ' | b'\t')) {
             continue;
