@@ -18,7 +18,7 @@
 
 use std::{
     fmt::Write as _,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, ExitCode},
     time::Duration,
 };
@@ -138,7 +138,7 @@ async fn count(name: &'static str, env: TelemetryEnv, dir: &Path) -> anyhow::Res
 
 /// The `totals:` (or, from older valgrinds, `summary:`) line of a callgrind output file: the
 /// instructions the whole process executed.
-fn total_instructions(path: &PathBuf) -> anyhow::Result<u64> {
+fn total_instructions(path: &Path) -> anyhow::Result<u64> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     parse_total(&text).with_context(|| format!("no instruction total in {}", path.display()))

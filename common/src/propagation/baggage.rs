@@ -18,7 +18,7 @@ use opentelemetry::{
     propagation::{Extractor, Injector, TextMapPropagator, text_map_propagator::FieldIter},
 };
 
-const BAGGAGE_HEADER: &str = "baggage";
+pub(super) const BAGGAGE_HEADER: &str = "baggage";
 
 static FIELDS: LazyLock<[String; 1]> = LazyLock::new(|| [BAGGAGE_HEADER.to_owned()]);
 

@@ -49,9 +49,9 @@ const UNREADABLE_VALUE: &str = "\u{FFFD}";
 /// parsed (checked and lowercased) on every lookup and insert into a `HeaderMap`; as a
 /// `HeaderName` it is only hashed. Parsing them was most of the cost of propagation.
 static KNOWN_NAMES: [HeaderName; 3] = [
-    HeaderName::from_static("traceparent"),
-    HeaderName::from_static("tracestate"),
-    HeaderName::from_static("baggage"),
+    HeaderName::from_static(trace_context::TRACEPARENT_HEADER),
+    HeaderName::from_static(trace_context::TRACESTATE_HEADER),
+    HeaderName::from_static(baggage::BAGGAGE_HEADER),
 ];
 
 fn known_name(key: &str) -> Option<&'static HeaderName> {

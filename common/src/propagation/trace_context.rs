@@ -41,8 +41,8 @@ use opentelemetry::{
 
 use super::tracestate::{TraceStateList, parse_tracestate};
 
-const TRACEPARENT_HEADER: &str = "traceparent";
-const TRACESTATE_HEADER: &str = "tracestate";
+pub(super) const TRACEPARENT_HEADER: &str = "traceparent";
+pub(super) const TRACESTATE_HEADER: &str = "tracestate";
 // Names, not `&str`s: written on every answer, a `&str` would be parsed every time.
 const TRACERESPONSE_HEADER: HeaderName = HeaderName::from_static("traceresponse");
 const SERVER_TIMING_HEADER: HeaderName = HeaderName::from_static("server-timing");

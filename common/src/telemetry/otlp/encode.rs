@@ -670,6 +670,24 @@ mod tests {
     }
 
     #[test]
+    fn messages_longer_than_their_reserved_length_bytes_are_moved_not_cut() {
+        // A 20 KiB attribute makes its span need three length bytes (two are set aside), and a
+        // 3 MiB one makes the batch need four (three are set aside).
+        let (resource, _) = batch();
+        let scope = InstrumentationScope::builder("common").build();
+        for size in [20 * 1024, 3 * 1024 * 1024] {
+            let mut big = span("big", &scope);
+            big.attributes = vec![KeyValue::new("db.query.text", "x".repeat(size))];
+            let spans = vec![span("before", &scope), big, span("after", &scope)];
+            assert_eq!(
+                TraceEncoder::new(&resource).encode(&spans),
+                reference(&resource, &spans),
+                "{size} bytes"
+            );
+        }
+    }
+
+    #[test]
     fn equal_scopes_built_apart_share_a_scope_and_unequal_ones_do_not() {
         let (resource, _) = batch();
         // Owned names at different addresses: only the full comparison can tell they are equal.
