@@ -268,7 +268,14 @@ fn key_value(out: &mut Vec<u8>, field: u32, kv: &KeyValue) {
         out.extend_from_slice(&[tag(field, LEN), len, tag(1, LEN), key_len]);
         out.extend_from_slice(key.as_bytes());
         out.extend_from_slice(&[tag(2, LEN), value_len]);
-        any_value(out, &kv.value);
+        match &kv.value {
+            // The most common value: its own header is two bytes too (`value_len` < 0x80).
+            Value::String(s) => {
+                out.extend_from_slice(&[tag(1, LEN), value_len - 2]);
+                out.extend_from_slice(s.as_str().as_bytes());
+            }
+            value => any_value(out, value),
+        }
         return;
     }
     put_key(out, field, LEN);
