@@ -206,7 +206,7 @@ impl Version00 {
             (&[flags], 53..55),
         ];
         for (bytes, range) in parts {
-            hex::encode_to_slice(bytes, &mut out[range]).expect("a range twice the bytes' length");
+            encode_lower_hex(bytes, &mut out[range]);
         }
         Version00(out)
     }
@@ -235,7 +235,13 @@ pub fn server_timing(cx: &Context) -> Option<String> {
 
 /// `trace;desc={value}`: the metric name the current text gives the trace context.
 fn trace_metric(value: &str) -> String {
-    format!("trace;desc={value}")
+    const NAME: &str = "trace;desc=";
+    // Two copies into one allocation of the right size: this is on every answer, where
+    // `format!` went through `fmt` for a plain concatenation.
+    let mut metric = String::with_capacity(NAME.len() + value.len());
+    metric.push_str(NAME);
+    metric.push_str(value);
+    metric
 }
 
 /// Writes this process's side of the trace in `cx` onto a response: `traceresponse` (replacing
@@ -322,6 +328,22 @@ pub fn parse_traceparent(value: &str) -> Option<(TraceId, SpanId, TraceFlags)> {
         return None;
     }
     Some((trace_id, span_id, TraceFlags::new(flags & KNOWN_FLAGS)))
+}
+
+/// Writes `bytes` into `out` as lowercase hex digits (`HEXDIGLC`), two a byte.
+///
+/// Ids are hex-encoded on every answer, every outgoing call and every log line; this is the
+/// plain table lookup, with none of the per-digit index arithmetic of a general encoder.
+///
+/// # Panics
+/// When `out` is not twice as long as `bytes`: the callers' buffers are fixed.
+pub(crate) fn encode_lower_hex(bytes: &[u8], out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    assert_eq!(out.len(), 2 * bytes.len(), "two hex digits a byte");
+    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0x0f)];
+    }
 }
 
 /// Decodes exactly `2 * N` lowercase hex digits (`HEXDIGLC`); upper case is
@@ -437,6 +459,18 @@ mod tests {
     const SPEC_PARENT_ID: &str = "00f067aa0ba902b7";
     /// The spec's example with two tracing systems.
     const SPEC_TRACESTATE: &str = "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE";
+
+    #[test]
+    fn every_byte_is_encoded_as_two_lowercase_digits_and_decoded_back() {
+        let bytes: Vec<u8> = (0..=u8::MAX).collect();
+        let mut digits = vec![0; 2 * bytes.len()];
+        encode_lower_hex(&bytes, &mut digits);
+        let expected: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(std::str::from_utf8(&digits).unwrap(), expected);
+        for (pair, byte) in digits.chunks_exact(2).zip(&bytes) {
+            assert_eq!(decode_lower_hex::<1>(pair), Some([*byte]));
+        }
+    }
 
     fn trace_id() -> TraceId {
         TraceId::from_hex(SPEC_TRACE_ID).expect("valid trace id")
