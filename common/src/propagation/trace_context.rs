@@ -465,7 +465,11 @@ mod tests {
         let bytes: Vec<u8> = (0..=u8::MAX).collect();
         let mut digits = vec![0; 2 * bytes.len()];
         encode_lower_hex(&bytes, &mut digits);
-        let expected: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let expected = bytes.iter().fold(String::new(), |mut digits, b| {
+            use std::fmt::Write as _;
+            write!(digits, "{b:02x}").unwrap();
+            digits
+        });
         assert_eq!(std::str::from_utf8(&digits).unwrap(), expected);
         for (pair, byte) in digits.chunks_exact(2).zip(&bytes) {
             assert_eq!(decode_lower_hex::<1>(pair), Some([*byte]));
