@@ -10,8 +10,10 @@
 //! - 2xx: delivered; a `partial_success` with rejected spans is logged as a warning, as the
 //!   OTLP specification asks;
 //! - 429, 502, 503, 504, or no connection: retried, up to [`MAX_RETRIES`] times, after 100,
-//!   200, 400 ms (or the `Retry-After` seconds the collector asks for), all within the export
-//!   timeout;
+//!   200, 400 ms, each less a random part of up to half (the specification's "exponential
+//!   backoff with jitter": services that lost the same collector do not all come back to it
+//!   in step), or after the `Retry-After` seconds the collector asks for; all within the
+//!   export timeout;
 //! - anything else: failed, with the status and the start of the body in the error;
 //! - a body is read up to [`MAX_RESPONSE_BYTES`] and no further, whatever the collector sends.
 //!
@@ -48,6 +50,11 @@ pub const MAX_RETRIES: u32 = 3;
 pub const MAX_RESPONSE_BYTES: u64 = 64 * 1024;
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
 const PROTOBUF: &str = "application/x-protobuf";
+
+/// `delay` less a random part of up to half of it: the wait before a retry.
+fn jittered(delay: Duration) -> Duration {
+    delay.mul_f64(rand::random_range(0.5..=1.0))
+}
 
 /// Where spans go and the headers that go with them, from the `OTEL_EXPORTER_OTLP_*`
 /// variables, checked at start-up.
@@ -188,7 +195,7 @@ impl HttpExporter {
             };
             // Compared with the time left, never added to now: a collector's `Retry-After`
             // can be any number, and an `Instant` plus a huge one overflows.
-            let wait = retry_after.unwrap_or(delay);
+            let wait = retry_after.unwrap_or_else(|| jittered(delay));
             if wait >= deadline.saturating_duration_since(Instant::now()) {
                 break;
             }
@@ -348,7 +355,7 @@ mod tests {
     };
     use prost::Message as _;
 
-    use super::{HttpExporter, OtlpTarget};
+    use super::{HttpExporter, OtlpTarget, jittered};
     use crate::config::Vars;
 
     fn target(pairs: &[(&str, &str)]) -> Result<OtlpTarget, String> {
@@ -601,6 +608,25 @@ mod tests {
         assert!(
             error.contains("400") && !error.contains("s3cret"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn a_retry_waits_between_half_and_all_of_its_delay_and_not_always_the_same() {
+        let delay = Duration::from_millis(400);
+        let waits: Vec<Duration> = (0..200).map(|_| jittered(delay)).collect();
+        for wait in &waits {
+            assert!(
+                (delay / 2..=delay).contains(wait),
+                "{wait:?} outside {:?}..={delay:?}",
+                delay / 2
+            );
+        }
+        let shortest = waits.iter().min().unwrap();
+        let longest = waits.iter().max().unwrap();
+        assert!(
+            longest.saturating_sub(*shortest) > delay / 4,
+            "services retrying together would still be in step: {shortest:?}..{longest:?}"
         );
     }
 
