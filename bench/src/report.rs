@@ -743,6 +743,14 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// The check whose target starts with `prefix`.
+    fn check<'a>(checks: &'a [Check], prefix: &str) -> &'a Check {
+        checks
+            .iter()
+            .find(|c| c.target.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no check {prefix}"))
+    }
+
     fn measurement(key: &'static str, rps: f64, cpu_ms: u64, rss_mib: u64) -> Measurement {
         Measurement {
             scenario: key,
@@ -778,24 +786,11 @@ mod tests {
             measurement("ratio", 995.0, 500, 10),
         ];
         let results = Results {
-            scenarios: &scenarios,
-            measurements: &measurements,
-            python_skipped: None,
             ceilings: &[1800.0],
-            fixed_rate: 700.0,
-            rounds: 1,
-            phase: Duration::from_secs(1),
-            concurrency: 16,
-            elapsed: Duration::from_secs(1),
-            command: "bench".into(),
+            ..results(&scenarios, &measurements, None)
         };
         let checks = results.checks();
-        let find = |prefix: &str| {
-            checks
-                .iter()
-                .find(|c| c.target.starts_with(prefix))
-                .unwrap_or_else(|| panic!("no check {prefix}"))
-        };
+        let find = |prefix: &str| check(&checks, prefix);
         let on = find("100% sampled: throughput at least 95%");
         assert!(!on.pass && on.margin == "-1.0 points", "{}", on.margin);
         assert!(find("1% sampled: throughput at least 99%").pass);
@@ -822,24 +817,11 @@ mod tests {
             measurement("on", 930.0, 520, 12),
         ];
         let results = Results {
-            scenarios: &scenarios,
-            measurements: &measurements,
-            python_skipped: None,
-            ceilings: &[1800.0],
-            fixed_rate: 700.0,
             rounds: 3,
-            phase: Duration::from_secs(1),
-            concurrency: 16,
-            elapsed: Duration::from_secs(1),
-            command: "bench".into(),
+            ..results(&scenarios, &measurements, None)
         };
         let checks = results.checks();
-        let find = |prefix: &str| {
-            checks
-                .iter()
-                .find(|c| c.target.starts_with(prefix))
-                .unwrap_or_else(|| panic!("no check {prefix}"))
-        };
+        let find = |prefix: &str| check(&checks, prefix);
         let throughput = find("100% sampled: throughput at least 95%");
         assert!(!throughput.pass);
         assert_eq!(
