@@ -213,17 +213,16 @@ impl EventFormat {
     }
 }
 
-/// The parts of one log line, gathered once for either format.
-#[derive(Clone, Copy)]
 /// A line's trace and span ids as lowercase hex, in fixed buffers: every line written inside a
 /// request carries them, and `to_string` made two `String`s and two trips through `fmt` a line.
-struct HexIds {
+/// The trace id of every answer (`current_trace_id`) comes from here too.
+pub(super) struct HexIds {
     trace_id: [u8; 32],
     span_id: [u8; 16],
 }
 
 impl HexIds {
-    fn new(span_context: &SpanContext) -> Self {
+    pub(super) fn new(span_context: &SpanContext) -> Self {
         let mut ids = HexIds {
             trace_id: [0; 32],
             span_id: [0; 16],
@@ -233,7 +232,7 @@ impl HexIds {
         ids
     }
 
-    fn trace_id(&self) -> &str {
+    pub(super) fn trace_id(&self) -> &str {
         std::str::from_utf8(&self.trace_id).expect("hex digits")
     }
 
@@ -242,6 +241,8 @@ impl HexIds {
     }
 }
 
+/// The parts of one log line, gathered once for either format.
+#[derive(Clone, Copy)]
 struct Line<'a> {
     timestamp: &'a str,
     meta: &'static tracing::Metadata<'static>,

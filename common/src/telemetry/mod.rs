@@ -49,9 +49,7 @@ pub use logs::{EventFormat, LogFormat, LogLayer};
 
 use crate::{
     config::{self, ConfigError, Unset, Vars, shared as var},
-    propagation::{
-        BaggagePropagator, TraceContextPropagator, composite, trace_context::encode_lower_hex,
-    },
+    propagation::{BaggagePropagator, TraceContextPropagator, composite},
 };
 
 /// Crates whose own `tracing` spans must never become OpenTelemetry spans. They are the HTTP,
@@ -618,12 +616,11 @@ fn trace_id(span: &Span) -> Option<String> {
     let cx = span.context();
     let span_ref = cx.span();
     let span_context = span_ref.span_context();
-    span_context.is_valid().then(|| {
-        // Every answer carries it: hex-encoded directly, not `to_string()` through `fmt`.
-        let mut digits = [0; 32];
-        encode_lower_hex(&span_context.trace_id().to_bytes(), &mut digits);
-        std::str::from_utf8(&digits).expect("hex digits").to_owned()
-    })
+    // Every answer carries it: hex-encoded as the log lines' ids are, not `to_string()`
+    // through `fmt`.
+    span_context
+        .is_valid()
+        .then(|| logs::HexIds::new(span_context).trace_id().to_owned())
 }
 
 /// The trace id of the current span, as 32 lowercase hex digits, if it is part of a trace.
