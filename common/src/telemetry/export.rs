@@ -11,8 +11,10 @@
 //!   than `OTEL_BSP_MAX_QUEUE_SIZE` spans are in flight (queued, or in an export that has not
 //!   finished). The processor's queue therefore never overflows behind our back: every span
 //!   dropped for lack of room is dropped, and counted, here.
-//! - [`CountingExporter`] wraps the OTLP exporter and counts the spans each export delivered
-//!   or lost.
+//! - [`CountingExporter`] wraps the OTLP/gRPC exporter behind the SDK's processor and counts
+//!   the spans each export delivered or lost. The OTLP/HTTP export's own processor
+//!   ([`EncodingBatchProcessor`](crate::telemetry::otlp::EncodingBatchProcessor)) settles
+//!   its batches itself, in the same counters.
 //!
 //! The counts are in [`ExportStats`], readable at `GET /metrics` on every service, and a
 //! background task logs a warning whenever spans were lost since its last look.
@@ -71,6 +73,17 @@ impl ExportStats {
             dropped_queue_full: AtomicU64::new(0),
             export_failed: AtomicU64::new(0),
         })
+    }
+
+    /// `spans` admitted by [`Admission`] are no longer in flight: delivered, or lost.
+    pub(crate) fn settle(&self, spans: u64, delivered: bool) {
+        self.in_flight.fetch_sub(spans, Ordering::AcqRel);
+        let counter = if delivered {
+            &self.exported
+        } else {
+            &self.export_failed
+        };
+        counter.fetch_add(spans, Ordering::Relaxed);
     }
 
     pub fn snapshot(&self) -> ExportSnapshot {
@@ -166,13 +179,7 @@ struct Settle<'a> {
 
 impl Drop for Settle<'_> {
     fn drop(&mut self) {
-        self.stats.in_flight.fetch_sub(self.spans, Ordering::AcqRel);
-        let counter = if self.delivered {
-            &self.stats.exported
-        } else {
-            &self.stats.export_failed
-        };
-        counter.fetch_add(self.spans, Ordering::Relaxed);
+        self.stats.settle(self.spans, self.delivered);
     }
 }
 

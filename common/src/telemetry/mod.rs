@@ -20,7 +20,7 @@ mod logs;
 pub mod otlp;
 pub mod sampler;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use opentelemetry::{
@@ -32,7 +32,7 @@ use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::{
     Resource,
     trace::{
-        BatchConfig, BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, SpanExporter,
+        BatchConfig, BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, SpanProcessor,
         TracerProviderBuilder,
     },
 };
@@ -443,47 +443,57 @@ fn tracer_provider(
         .with_resource(resource)
         .with_sampler(settings.sampler.clone());
     let builder = match settings.exporter {
-        Exporter::OtlpGrpc => with_export(
-            builder,
-            opentelemetry_otlp::SpanExporter::builder()
+        Exporter::OtlpGrpc => {
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
                 .with_timeout(settings.export_timeout())
                 .build()
-                .context("building the OTLP/gRPC span exporter")?,
-            settings,
-        ),
-        Exporter::OtlpHttp => with_export(
-            builder,
-            otlp::HttpExporter::new(
+                .context("building the OTLP/gRPC span exporter")?;
+            with_export(builder, settings, |stats| {
+                let exporter = export::CountingExporter::new(exporter, stats);
+                Ok(BatchSpanProcessor::builder(exporter)
+                    .with_batch_config(settings.batch_config())
+                    .build())
+            })?
+        }
+        Exporter::OtlpHttp => {
+            let exporter = otlp::HttpExporter::new(
                 settings.otlp.http_traces_url(),
                 settings.otlp.headers.clone(),
                 settings.export_timeout(),
             )
-            .context("building the OTLP/HTTP span exporter")?,
-            settings,
-        ),
+            .context("building the OTLP/HTTP span exporter")?;
+            with_export(builder, settings, |stats| {
+                otlp::EncodingBatchProcessor::new(
+                    exporter,
+                    stats,
+                    settings.schedule_delay,
+                    // As the SDK's `BatchConfig` does: a batch never outgrows the queue.
+                    settings.max_export_batch_size.min(settings.max_queue_size),
+                )
+                .context("starting the OTLP/HTTP export thread")
+            })?
+        }
         // Nothing is exported, but spans are still sampled, and carry the baggage.
         Exporter::None => builder.with_span_processor(baggage::BaggageSpanProcessor),
     };
     Ok(builder.build())
 }
 
-/// `builder` with `exporter` behind the batch processor and the wrappers every service uses.
+/// `builder` with a batch processor, made by `batch` with the counters it settles its spans
+/// in, and the wrappers every service uses.
 ///
 /// The batch processor has its `OTEL_BSP_*` settings from `settings`. It runs on its own
-/// thread, where the exporter does its work (the HTTP one with a blocking client), so
-/// request handling never waits on the collector: a full queue drops spans instead. The
-/// wrappers count what is lost.
-fn with_export<E: SpanExporter + 'static>(
+/// thread, where the export does its work (the HTTP one with a blocking client), so request
+/// handling never waits on the collector: a full queue drops spans instead. The wrappers
+/// count what is lost.
+fn with_export<P: SpanProcessor + 'static>(
     builder: TracerProviderBuilder,
-    exporter: E,
     settings: &TelemetrySettings,
-) -> TracerProviderBuilder {
+    batch: impl FnOnce(Arc<export::ExportStats>) -> anyhow::Result<P>,
+) -> anyhow::Result<TracerProviderBuilder> {
     let stats = export::ExportStats::new(settings.max_queue_size);
-    let exporter = export::CountingExporter::new(exporter, stats.clone());
-    let batch = BatchSpanProcessor::builder(exporter)
-        .with_batch_config(settings.batch_config())
-        .build();
+    let batch = batch(stats.clone())?;
     export::install(stats.clone());
     export::spawn_reporter(
         stats.clone(),
@@ -492,7 +502,7 @@ fn with_export<E: SpanExporter + 'static>(
     // One processor, not the baggage processor beside the batch one: the SDK copies each
     // ended span once per processor when there are several (see `WithBaggage`). The baggage
     // goes on first, as attributes must be on the span before it is queued.
-    builder.with_span_processor(baggage::WithBaggage(export::Admission::new(batch, stats)))
+    Ok(builder.with_span_processor(baggage::WithBaggage(export::Admission::new(batch, stats))))
 }
 
 /// A failure to record on a span, for [`record_failure`]: its `error.type`, and the

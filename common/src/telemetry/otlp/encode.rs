@@ -59,17 +59,26 @@ impl TraceEncoder {
     /// The request carrying `spans`: one `ResourceSpans`, with a `ScopeSpans` for each
     /// instrumentation scope, in the order the scopes first appear.
     pub fn encode(&self, spans: &[SpanData]) -> Vec<u8> {
-        let mut out =
-            Vec::with_capacity(self.resource.len() + 64 + spans.len() * TYPICAL_SPAN_BYTES);
+        let mut encoded = EncodedSpans::with_capacity(spans.len() * TYPICAL_SPAN_BYTES);
+        for span in spans {
+            encoded.push(span);
+        }
+        self.request(&encoded)
+    }
+
+    /// The request carrying spans encoded as they ended: the bytes [`encode`](Self::encode)
+    /// writes for the same spans.
+    pub fn request(&self, spans: &EncodedSpans) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.resource.len() + 64 + spans.bytes());
         // ExportTraceServiceRequest.resource_spans = 1
         put_message(&mut out, 1, Reserve::Batch, |out| {
             // ResourceSpans: resource = 1, scope_spans = 2, schema_url = 3.
             put_message(out, 1, Reserve::Small, |out| {
                 out.extend_from_slice(&self.resource);
             });
-            for (scope, spans) in by_scope(spans) {
+            for (scope, spans) in &spans.scopes {
                 put_message(out, 2, Reserve::Batch, |out| {
-                    write_scope_spans(out, scope, &spans);
+                    write_scope_spans(out, scope, spans);
                 });
             }
             put_string(out, 3, &self.schema_url);
@@ -78,29 +87,67 @@ impl TraceEncoder {
     }
 }
 
-/// The spans grouped by instrumentation scope, in the order the scopes first appear. A
-/// batch from one tracer has one scope, which every span carries a clone of: the comparison
-/// with the previous span's scope is usually a few pointer comparisons.
-fn by_scope(spans: &[SpanData]) -> Vec<(&InstrumentationScope, Vec<&SpanData>)> {
-    let mut scopes: Vec<(&InstrumentationScope, Vec<&SpanData>)> = Vec::new();
-    let mut last = 0;
-    for span in spans {
-        let scope = &span.instrumentation_scope;
-        if scopes
-            .get(last)
-            .is_none_or(|(known, _)| !same_scope(known, scope))
-        {
-            last = scopes
-                .iter()
-                .position(|(known, _)| same_scope(known, scope))
-                .unwrap_or_else(|| {
-                    scopes.push((scope, Vec::with_capacity(spans.len())));
-                    scopes.len() - 1
-                });
+/// Spans already encoded, each as a `Span` field of a `ScopeSpans`, grouped by
+/// instrumentation scope in the order the scopes first appear: what a batch processor can
+/// queue instead of the spans, until [`TraceEncoder::request`] wraps them for a collector.
+///
+/// A span encoded where it ends is dropped there too, on the thread that allocated its
+/// attributes and events, and a queued span is its few hundred bytes on the wire instead of
+/// the span data and everything it points to.
+#[derive(Clone, Debug, Default)]
+pub struct EncodedSpans {
+    scopes: Vec<(InstrumentationScope, Vec<u8>)>,
+    spans: usize,
+    /// The capacity a scope's buffer starts with.
+    capacity: usize,
+}
+
+impl EncodedSpans {
+    /// Room for `bytes` of encoded spans in the first scope before it grows.
+    pub fn with_capacity(bytes: usize) -> Self {
+        EncodedSpans {
+            capacity: bytes,
+            ..EncodedSpans::default()
         }
-        scopes[last].1.push(span);
     }
-    scopes
+
+    /// Encodes `span` after the others of its scope.
+    pub fn push(&mut self, span: &SpanData) {
+        let scope = &span.instrumentation_scope;
+        // A batch from one tracer has one scope, which every span carries a clone of: the
+        // comparison with it is usually a few pointer comparisons.
+        let at = if let Some(at) = self
+            .scopes
+            .iter()
+            .position(|(known, _)| same_scope(known, scope))
+        {
+            at
+        } else {
+            let capacity = self.capacity.max(TYPICAL_SPAN_BYTES);
+            self.scopes
+                .push((scope.clone(), Vec::with_capacity(capacity)));
+            self.scopes.len() - 1
+        };
+        // ScopeSpans.spans = 2
+        put_message(&mut self.scopes[at].1, 2, Reserve::Span, |out| {
+            write_span(out, span);
+        });
+        self.spans += 1;
+    }
+
+    /// How many spans are encoded.
+    pub fn len(&self) -> usize {
+        self.spans
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans == 0
+    }
+
+    /// The encoded spans' size.
+    pub fn bytes(&self) -> usize {
+        self.scopes.iter().map(|(_, spans)| spans.len()).sum()
+    }
 }
 
 fn same_scope(a: &InstrumentationScope, b: &InstrumentationScope) -> bool {
@@ -122,8 +169,8 @@ fn same_text(a: Option<&str>, b: Option<&str>) -> bool {
 }
 
 /// `ScopeSpans`: scope = 1 (an `InstrumentationScope`: name = 1, version = 2,
-/// attributes = 3), spans = 2, `schema_url` = 3.
-fn write_scope_spans(out: &mut Vec<u8>, scope: &InstrumentationScope, spans: &[&SpanData]) {
+/// attributes = 3), spans = 2 (`spans`: fields already encoded), `schema_url` = 3.
+fn write_scope_spans(out: &mut Vec<u8>, scope: &InstrumentationScope, spans: &[u8]) {
     put_message(out, 1, Reserve::Small, |out| {
         put_string(out, 1, scope.name());
         put_string(out, 2, scope.version().unwrap_or_default());
@@ -131,9 +178,7 @@ fn write_scope_spans(out: &mut Vec<u8>, scope: &InstrumentationScope, spans: &[&
             key_value(out, 3, kv);
         }
     });
-    for span in spans {
-        put_message(out, 2, Reserve::Span, |out| write_span(out, span));
-    }
+    out.extend_from_slice(spans);
     put_string(out, 3, scope.schema_url().unwrap_or_default());
 }
 

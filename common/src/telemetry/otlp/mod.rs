@@ -2,9 +2,11 @@
 //!
 //! [`HttpExporter`] posts each batch as `application/x-protobuf` to the collector's
 //! `/v1/traces`, the body written by [`TraceEncoder`] straight from the span data (its docs
-//! say why, and `bench/RESULTS.md` what it saves). It runs where the SDK's
-//! batch processor calls it, on the processor's own thread, so it uses a blocking HTTP client
-//! and may sleep between attempts: request handling never waits on it.
+//! say why, and `bench/RESULTS.md` what it saves). The services run it behind
+//! [`EncodingBatchProcessor`], which encodes each span as it ends and posts the batches from a
+//! thread of its own; it is also a `SpanExporter` for the SDK's processors. Either way it runs
+//! off the request threads, so it uses a blocking HTTP client and may sleep between attempts:
+//! request handling never waits on it.
 //!
 //! What it does with the collector's answers, which it treats as possibly wrong or hostile:
 //! - 2xx: delivered; a `partial_success` with rejected spans is logged as a warning, as the
@@ -20,6 +22,7 @@
 //! gRPC export stays with `opentelemetry-otlp`'s tonic exporter, which reads the same
 //! variables itself; [`OtlpTarget`] validates them for both protocols at start-up.
 
+mod batch;
 mod encode;
 
 use std::{
@@ -40,7 +43,8 @@ use reqwest::{
     header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER},
 };
 
-pub use encode::TraceEncoder;
+pub use batch::EncodingBatchProcessor;
+pub use encode::{EncodedSpans, TraceEncoder};
 
 use crate::config::{ConfigError, Vars, shared as var};
 
@@ -432,18 +436,18 @@ mod tests {
     }
 
     /// One answer of the fake collector: status, headers, body.
-    type Answer = (StatusCode, Vec<(&'static str, &'static str)>, Vec<u8>);
+    pub(super) type Answer = (StatusCode, Vec<(&'static str, &'static str)>, Vec<u8>);
 
     /// An OTLP/HTTP collector that records each request and gives the next of its answers
     /// (200 when they run out), on a runtime of its own: the exporter under test blocks.
-    struct Collector {
+    pub(super) struct Collector {
         address: SocketAddr,
-        requests: Arc<Mutex<Vec<(HeaderMap, Bytes)>>>,
+        pub(super) requests: Arc<Mutex<Vec<(HeaderMap, Bytes)>>>,
         _runtime: tokio::runtime::Runtime,
     }
 
     impl Collector {
-        fn start(answers: Vec<Answer>) -> Collector {
+        pub(super) fn start(answers: Vec<Answer>) -> Collector {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .enable_all()
@@ -480,7 +484,7 @@ mod tests {
             }
         }
 
-        fn exporter(&self, timeout: Duration) -> HttpExporter {
+        pub(super) fn exporter(&self, timeout: Duration) -> HttpExporter {
             exporter_to(&format!("http://{}/v1/traces", self.address), timeout)
         }
 
@@ -502,7 +506,7 @@ mod tests {
         exporter
     }
 
-    fn span(name: &'static str) -> SpanData {
+    pub(super) fn span(name: &'static str) -> SpanData {
         let now = SystemTime::now();
         SpanData {
             span_context: SpanContext::new(
