@@ -818,9 +818,17 @@ mod tests {
         );
     }
 
+    /// The target checks of `measurements` taken over three rounds, without scenarios.
+    fn checks_over_rounds(measurements: &[Measurement]) -> Vec<Check> {
+        Results {
+            rounds: 3,
+            ..results(&[], measurements, None)
+        }
+        .checks()
+    }
+
     #[test]
     fn a_margin_inside_the_rounds_spread_is_reported_as_not_resolved() {
-        let scenarios = [];
         // Tracing off's rounds 800-1200 req/s (40 points of their median) and 400-600 ms of
         // CPU; 100% sampled one round, at 93% of off and +4% CPU.
         let measurements = [
@@ -829,11 +837,7 @@ mod tests {
             measurement("off", 1200.0, 600, 10),
             measurement("on", 930.0, 520, 12),
         ];
-        let results = Results {
-            rounds: 3,
-            ..results(&scenarios, &measurements, None)
-        };
-        let checks = results.checks();
+        let checks = checks_over_rounds(&measurements);
         let find = |prefix: &str| check(&checks, prefix);
         let throughput = find("100% sampled: throughput at least 95%");
         assert!(!throughput.pass);
@@ -861,7 +865,6 @@ mod tests {
 
     #[test]
     fn a_margin_made_by_the_scenarios_own_noise_is_not_resolved_either() {
-        let scenarios = [];
         // Tracing off steady (500-505 ms of CPU, 1 point); 100% sampled all over the place
         // (300-700 ms, 89 points of its 450 median), so its -10% CPU says nothing.
         let measurements = [
@@ -872,11 +875,7 @@ mod tests {
             measurement("on", 1000.0, 450, 10),
             measurement("on", 1000.0, 700, 10),
         ];
-        let results = Results {
-            rounds: 3,
-            ..results(&scenarios, &measurements, None)
-        };
-        let checks = results.checks();
+        let checks = checks_over_rounds(&measurements);
         let cpu = check(&checks, "100% sampled: service CPU");
         assert!(cpu.pass);
         assert_eq!(
