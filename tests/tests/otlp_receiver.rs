@@ -379,6 +379,36 @@ fn find_panics_with_the_received_tree_when_no_span_matches() {
 }
 
 #[tokio::test]
+async fn a_stopped_receivers_ports_stay_its_own_until_it_restarts() {
+    // Were a stopped port free, the kernel could give it to another receiver binding port 0
+    // (tests run side by side), which would then answer the exporters of a system whose
+    // collector is meant to be down. A socket without SO_REUSEADDR binds only to a port
+    // nobody holds, so it tells whether the stopped receiver still holds its own.
+    let receiver = OtlpReceiver::start().await;
+    receiver.stop().await;
+    for addr in [receiver.http_addr(), receiver.grpc_addr()] {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        let error = socket
+            .bind(addr)
+            .expect_err("a stopped receiver's port is not free for another socket");
+        assert_eq!(
+            error.kind(),
+            std::io::ErrorKind::AddrInUse,
+            "{addr}: {error}"
+        );
+    }
+    receiver.restart().await;
+    let after = post_http(
+        &reqwest::Client::new(),
+        &receiver,
+        &order_request(TRACE_VIA_HTTP),
+    )
+    .await
+    .expect("export after restart");
+    assert_eq!(after.status(), 200);
+}
+
+#[tokio::test]
 async fn a_stopped_receiver_refuses_connections_and_accepts_again_after_restart() {
     let receiver = OtlpReceiver::start().await;
     let request = order_request(TRACE_VIA_HTTP);

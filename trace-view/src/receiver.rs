@@ -114,6 +114,9 @@ pub struct OtlpReceiver {
     http_addr: SocketAddr,
     grpc_addr: SocketAddr,
     running: Mutex<Option<Running>>,
+    /// While stopped: the two ports, bound but not listening, so connections are refused
+    /// and no other socket is given them as ephemeral ports until `restart`.
+    reserved: Mutex<Vec<TcpSocket>>,
 }
 
 /// State shared by the two servers and the owner of the receiver.
@@ -195,6 +198,7 @@ impl OtlpReceiver {
             http_addr,
             grpc_addr,
             running: Mutex::new(Some(running)),
+            reserved: Mutex::default(),
         })
     }
 
@@ -311,6 +315,19 @@ impl OtlpReceiver {
         // Aborting the accept loops leaves the per-connection tasks running;
         // shutting the sockets down makes them end and the clients notice.
         self.shared.connections.shut_down_all();
+        // A freed port is the kernel's to hand out again, and it does: another receiver
+        // binding port 0 meanwhile would take this one and answer the exporters that
+        // expect a collector that is down. A socket bound to it without listening keeps
+        // it out of the ephemeral range and still refuses connections.
+        let mut reserved = lock(&self.reserved);
+        if reserved.is_empty() {
+            // Best effort: if the port was taken in between, `restart` says so.
+            reserved.extend(
+                [self.http_addr, self.grpc_addr]
+                    .into_iter()
+                    .filter_map(|addr| reserve(addr).ok()),
+            );
+        }
     }
 
     /// Brings the collector back on the same ports (stopping it first if it is
@@ -319,6 +336,7 @@ impl OtlpReceiver {
     /// Panics if a port cannot be bound again, e.g. another process took it.
     pub async fn restart(&self) {
         self.stop().await;
+        lock(&self.reserved).clear();
         let http_listener = rebind(self.http_addr, "OTLP/HTTP").await;
         let grpc_listener = rebind(self.grpc_addr, "OTLP/gRPC").await;
         let running = spawn_servers(&self.shared, http_listener, grpc_listener);
@@ -378,6 +396,13 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Binds with `SO_REUSEADDR`: after `stop` the closed connections linger in
 /// `TIME_WAIT` on our side, which would otherwise make `restart` fail.
 fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    reserve(addr)?.listen(1024)
+}
+
+/// A socket bound to `addr` with `SO_REUSEADDR`, not listening yet: what [`bind`] listens
+/// on, and what [`OtlpReceiver::stop`] keeps to hold a port. The option lets `restart`
+/// bind beside the closed connections' `TIME_WAIT`, and beside a reservation.
+fn reserve(addr: SocketAddr) -> io::Result<TcpSocket> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -385,7 +410,7 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
-    socket.listen(1024)
+    Ok(socket)
 }
 
 async fn rebind(addr: SocketAddr, what: &str) -> TcpListener {
