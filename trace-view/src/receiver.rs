@@ -300,7 +300,8 @@ impl OtlpReceiver {
 
     /// Takes the collector down: both ports refuse new connections and every
     /// open connection is shut, so an exporter's next call fails instead of
-    /// reusing a kept-alive connection. Does nothing if already stopped.
+    /// reusing a kept-alive connection. The ports stay held until `restart` or
+    /// drop, so no other socket is given them. Does nothing if already stopped.
     pub async fn stop(&self) {
         let running = lock(&self.running).take();
         self.shared.generation.fetch_add(1, Ordering::SeqCst);
@@ -316,9 +317,9 @@ impl OtlpReceiver {
         // shutting the sockets down makes them end and the clients notice.
         self.shared.connections.shut_down_all();
         // A freed port is the kernel's to hand out again, and it does: another receiver
-        // binding port 0 meanwhile would take this one and answer the exporters that
+        // binding port 0 meanwhile could get this one and answer the exporters that
         // expect a collector that is down. A socket bound to it without listening keeps
-        // it out of the ephemeral range and still refuses connections.
+        // `bind(0)` from choosing it, and connections to it are still refused.
         let mut reserved = lock(&self.reserved);
         if reserved.is_empty() {
             // Best effort: if the port was taken in between, `restart` says so.
