@@ -1,0 +1,105 @@
+//! What the services' pool checks before it hands out a connection. One idle for
+//! [`PING_WHEN_IDLE_FOR`] or longer is pinged first, so one the server closed in the meantime
+//! is replaced before a statement meets it. One used moments ago is handed out as it is: no
+//! statement pays a second round trip under load. A statement that meets a connection closed
+//! within that window fails as unavailable (the services answer 503), and the next statement
+//! gets a new connection.
+
+use std::time::{Duration, Instant};
+
+use common::{
+    config::Secret,
+    db::{Database, PING_WHEN_IDLE_FOR, PoolSettings, Statement, is_unavailable},
+};
+use sqlx::postgres::PgConnectOptions;
+use testkit::db::TestDatabase;
+
+const BACKEND_PID: Statement = Statement::new("SELECT", "backend", "SELECT pg_backend_pid()");
+
+/// A pool of one connection on `database`, as the services build theirs.
+fn pool_of_one(database: &TestDatabase) -> Database {
+    let options: PgConnectOptions = database.url().parse().expect("the test database's URL");
+    Database::connect_lazy(
+        &Secret::new(options),
+        PoolSettings {
+            max_connections: 1,
+            ..PoolSettings::default()
+        },
+    )
+}
+
+/// The server process behind the connection the statement ran on.
+async fn backend(db: &Database) -> Result<i32, sqlx::Error> {
+    db.fetch_one(&BACKEND_PID, |query| query)
+        .await
+        .map(|(pid,): (i32,)| pid)
+}
+
+/// Closes the connection served by `pid` from the server's side, as a restart or a proxy's
+/// idle timeout would, and waits until that process is gone.
+async fn close_from_the_server(database: &TestDatabase, pid: i32) {
+    let signalled: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .fetch_one(database.pool())
+        .await
+        .expect("terminating the backend");
+    assert!(signalled, "backend {pid} was not there to terminate");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let alive: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)")
+                .bind(pid)
+                .fetch_one(database.pool())
+                .await
+                .expect("reading pg_stat_activity");
+        if !alive {
+            return;
+        }
+        assert!(Instant::now() < deadline, "backend {pid} did not exit");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_connection_closed_while_it_idled_is_replaced_before_a_statement_meets_it() {
+    let database = TestDatabase::create().await;
+    let db = pool_of_one(&database);
+    let first = backend(&db).await.expect("the first statement");
+
+    close_from_the_server(&database, first).await;
+    tokio::time::sleep(PING_WHEN_IDLE_FOR + Duration::from_millis(100)).await;
+
+    let second = backend(&db)
+        .await
+        .expect("an idle connection is pinged before it is handed out, and a dead one replaced");
+    assert_ne!(first, second, "the statement ran on a new connection");
+}
+
+#[tokio::test]
+async fn a_connection_used_moments_ago_is_not_pinged_and_a_broken_one_is_not_kept() {
+    let database = TestDatabase::create().await;
+    let db = pool_of_one(&database);
+    let first = backend(&db).await.expect("the first statement");
+
+    // Well within the window: the pool hands the connection out unchecked, so the statement
+    // is what finds it closed (with a ping before it, it would have succeeded).
+    let closed_at = Instant::now();
+    close_from_the_server(&database, first).await;
+    let error = backend(&db)
+        .await
+        .expect_err("the statement met the closed connection: nothing pinged it first");
+    assert!(
+        closed_at.elapsed() < PING_WHEN_IDLE_FOR,
+        "the test took too long to show the window ({:?})",
+        closed_at.elapsed()
+    );
+    assert!(
+        is_unavailable(&error),
+        "a closed connection is a 503, not a 500: {error:?}"
+    );
+
+    let second = backend(&db)
+        .await
+        .expect("the broken connection was closed, and the next statement got a new one");
+    assert_ne!(first, second);
+}
