@@ -220,6 +220,7 @@ fn bench(c: &mut Criterion) {
                 max_connections: 1,
                 acquire_timeout: Duration::from_secs(1),
                 statement_timeout: Duration::from_secs(1),
+                ..PoolSettings::default()
             },
         )
     });

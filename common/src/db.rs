@@ -64,15 +64,6 @@ impl Statement {
     }
 }
 
-/// How long a connection may sit idle in the pool and still be handed out without a ping
-/// (the Java pool `HikariCP` skips its check the same way, for 500 ms after a connection's
-/// last use: `aliveBypassWindowMs`). Under load no connection idles that long, so no
-/// statement pays a second round trip; after a quiet spell a connection the server or a
-/// proxy closed meanwhile is found out and replaced. A connection that breaks while in use,
-/// or within the window, fails its statement (503, `database_unavailable`), and sqlx closes
-/// it when it comes back to the pool (it pings every connection on its way back).
-pub const PING_WHEN_IDLE_FOR: Duration = Duration::from_millis(500);
-
 /// The connection target, recorded on every span.
 #[derive(Debug)]
 struct Target {
@@ -102,6 +93,15 @@ pub struct PoolSettings {
     /// `DATABASE_STATEMENT_TIMEOUT_MS`: Postgres cancels a statement that runs longer
     /// (SQLSTATE 57014), a blocked lock included; the service answers 503.
     pub statement_timeout: Duration,
+    /// `DATABASE_PING_IDLE_MS`: how long a connection may sit idle in the pool and still be
+    /// handed out without a ping (the Java pool `HikariCP` skips its check the same way, for
+    /// 500 ms after a connection's last use: `aliveBypassWindowMs`). Under load no connection
+    /// idles that long, so no statement pays a second round trip; after a quiet spell a
+    /// connection the server or a proxy closed meanwhile is found out and replaced. A
+    /// connection that breaks while in use, or within the window, fails its statement (503,
+    /// `database_unavailable`), and sqlx closes it when it comes back to the pool (it pings
+    /// every connection on its way back).
+    pub ping_when_idle_for: Duration,
 }
 
 impl Default for PoolSettings {
@@ -117,6 +117,7 @@ impl PoolSettings {
             max_connections: vars.parse(&shared::DATABASE_MAX_CONNECTIONS)?,
             acquire_timeout: vars.millis(&shared::DATABASE_ACQUIRE_TIMEOUT_MS)?,
             statement_timeout: vars.millis(&shared::DATABASE_STATEMENT_TIMEOUT_MS)?,
+            ping_when_idle_for: vars.millis(&shared::DATABASE_PING_IDLE_MS)?,
         })
     }
 }
@@ -148,9 +149,9 @@ impl Database {
             // Postgres per statement, inside the statement's span. A connection used moments
             // ago is as alive as the ping would say, so only one idle for a while is checked.
             .test_before_acquire(false)
-            .before_acquire(|connection, meta| {
+            .before_acquire(move |connection, meta| {
                 Box::pin(async move {
-                    if meta.idle_for >= PING_WHEN_IDLE_FOR {
+                    if meta.idle_for >= settings.ping_when_idle_for {
                         connection.ping().await?;
                     }
                     Ok(true)
@@ -337,6 +338,34 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_pool_setting_is_read_from_its_variable() {
+        let settings = PoolSettings::from_vars(&Vars::from_pairs([
+            ("DATABASE_MAX_CONNECTIONS", "4"),
+            ("DATABASE_ACQUIRE_TIMEOUT_MS", "250"),
+            ("DATABASE_STATEMENT_TIMEOUT_MS", "900"),
+            ("DATABASE_PING_IDLE_MS", "1200"),
+        ]))
+        .expect("valid settings");
+        assert_eq!(
+            settings,
+            PoolSettings {
+                max_connections: 4,
+                acquire_timeout: Duration::from_millis(250),
+                statement_timeout: Duration::from_millis(900),
+                ping_when_idle_for: Duration::from_millis(1200),
+            }
+        );
+        assert_eq!(
+            PoolSettings::default().ping_when_idle_for,
+            Duration::from_millis(500),
+            "HikariCP's window"
+        );
+        let err = PoolSettings::from_vars(&Vars::from_pairs([("DATABASE_PING_IDLE_MS", "0.5s")]))
+            .expect_err("not whole milliseconds");
+        assert!(err.to_string().contains("DATABASE_PING_IDLE_MS"), "{err}");
+    }
 
     #[tokio::test]
     async fn a_printed_database_shows_no_password() {

@@ -1,5 +1,5 @@
 //! What the services' pool checks before it hands out a connection. One idle for
-//! [`PING_WHEN_IDLE_FOR`] or longer is pinged first, so one the server closed in the meantime
+//! `DATABASE_PING_IDLE_MS` ([`PoolSettings::ping_when_idle_for`]) or longer is pinged first, so one the server closed in the meantime
 //! is replaced before a statement meets it. One used moments ago is handed out as it is: no
 //! statement pays a second round trip under load. A statement that meets a connection closed
 //! within that window fails as unavailable (the services answer 503), and the next statement
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     config::Secret,
-    db::{Database, PING_WHEN_IDLE_FOR, PoolSettings, Statement, is_unavailable},
+    db::{Database, PoolSettings, Statement, is_unavailable},
 };
 use sqlx::postgres::PgConnectOptions;
 use testkit::db::TestDatabase;
@@ -83,7 +83,8 @@ async fn a_connection_closed_while_it_idled_is_replaced_before_a_statement_meets
     until_idle(&db).await;
 
     close_from_the_server(&database, first).await;
-    tokio::time::sleep(PING_WHEN_IDLE_FOR + Duration::from_millis(100)).await;
+    tokio::time::sleep(PoolSettings::default().ping_when_idle_for + Duration::from_millis(100))
+        .await;
 
     let second = backend(&db)
         .await
@@ -105,7 +106,7 @@ async fn a_connection_used_moments_ago_is_not_pinged_and_a_broken_one_is_not_kep
     let result = backend(&db).await;
     // Half the window: `idle_since` is up to a poll later than the connection went idle.
     assert!(
-        idle_since.elapsed() < PING_WHEN_IDLE_FOR / 2,
+        idle_since.elapsed() < PoolSettings::default().ping_when_idle_for / 2,
         "the test took too long to show the window ({:?})",
         idle_since.elapsed()
     );

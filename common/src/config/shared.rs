@@ -221,6 +221,12 @@ pub const DATABASE_STATEMENT_TIMEOUT_MS: Var = Var {
     unset: Unset::Default("5000"),
     meaning: "Postgres cancels a longer statement (SQLSTATE 57014), then `503`",
 };
+pub const DATABASE_PING_IDLE_MS: Var = Var {
+    name: "DATABASE_PING_IDLE_MS",
+    unset: Unset::Default("500"),
+    meaning: "a pooled connection idle this long is pinged before a statement gets it; one used \
+              more recently is handed out as it is",
+};
 pub const CHARGE_SIGNING_KEY: Var = Var {
     name: "CHARGE_SIGNING_KEY",
     unset: Unset::Required {
@@ -275,6 +281,7 @@ pub const BACKEND: &[Var] = &[
     DATABASE_MAX_CONNECTIONS,
     DATABASE_ACQUIRE_TIMEOUT_MS,
     DATABASE_STATEMENT_TIMEOUT_MS,
+    DATABASE_PING_IDLE_MS,
     CHARGE_SIGNING_KEY,
 ];
 
