@@ -211,7 +211,10 @@ struct Plan {
     phase: Duration,
     concurrency: usize,
     smoke: bool,
+    /// What runs share: the Python venv, the pgbench script.
     work: PathBuf,
+    /// This run's own: a directory for each scenario's round, with the services' logs.
+    logs: PathBuf,
     /// The Python contrast's venv, made before the first round; or why there is none.
     python: Result<PythonStack, String>,
 }
@@ -254,19 +257,24 @@ async fn benchmark(cli: &Cli) -> anyhow::Result<ExitCode> {
         .to_path_buf();
     let work = workspace.join("target/bench");
     std::fs::create_dir_all(&work)?;
+    let logs = run_logs(&work)?;
+    eprintln!(
+        "bench: the services' logs of this run go to {}",
+        logs.display()
+    );
     if !system::is_release()? && !cli.smoke {
         eprintln!(
             "bench: warning: a debug build; run with `cargo run --release -p bench` for numbers that mean anything"
         );
     }
     if cli.soak {
-        return soak(&work).await;
+        return soak(&logs).await;
     }
     if cli.instructions {
-        return instructions::run(&work).await;
+        return instructions::run(&logs).await;
     }
     let started = Instant::now();
-    let plan = Plan::new(cli, work);
+    let plan = Plan::new(cli, work, logs);
     if let Err(reason) = &plan.python {
         eprintln!("bench: the Python stack is not measured: {reason}");
     }
@@ -294,6 +302,39 @@ async fn benchmark(cli: &Cli) -> anyhow::Result<ExitCode> {
     }
     write_results(cli.output.as_deref(), &markdown)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// How many runs' logs are kept under `target/bench/runs`, the newest; a full run's are a few
+/// hundred megabytes.
+const RUNS_KEPT: usize = 5;
+
+/// A new directory for this run's logs, `target/bench/runs/<UTC time>-<pid>`, so a run that
+/// failed can still be read after the next one; the oldest beyond [`RUNS_KEPT`] are removed.
+fn run_logs(work: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let runs = work.join("runs");
+    std::fs::create_dir_all(&runs)?;
+    let mut old: Vec<PathBuf> = std::fs::read_dir(&runs)?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.is_dir())
+        .collect();
+    // The names start with the time, so they sort by age.
+    old.sort();
+    for path in old.iter().rev().skip(RUNS_KEPT - 1) {
+        std::fs::remove_dir_all(path)
+            .with_context(|| format!("removing the old logs in {}", path.display()))?;
+    }
+    let stamp = std::process::Command::new("date")
+        .args(["-u", "+%Y%m%dT%H%M%SZ"])
+        .output()
+        .context("running date")?
+        .stdout;
+    let dir = runs.join(format!(
+        "{}-{}",
+        String::from_utf8_lossy(&stamp).trim(),
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }
 
 /// The table to `--output`, or else to the results file and the README's copy of it, so the
@@ -336,7 +377,7 @@ fn command_line() -> anyhow::Result<String> {
 impl Plan {
     /// The smoke mode's short plan, or the full one from the command line; either way with
     /// the Python venv ready (made on the first run, reused after).
-    fn new(cli: &Cli, work: PathBuf) -> Self {
+    fn new(cli: &Cli, work: PathBuf, logs: PathBuf) -> Self {
         let python = PythonStack::prepare(&work);
         if cli.smoke {
             Plan {
@@ -346,6 +387,7 @@ impl Plan {
                 concurrency: 4,
                 smoke: true,
                 work,
+                logs,
                 python,
             }
         } else {
@@ -356,6 +398,7 @@ impl Plan {
                 concurrency: usize::try_from(cli.concurrency).expect("at most 1024"),
                 smoke: false,
                 work,
+                logs,
                 python,
             }
         }
@@ -468,7 +511,7 @@ async fn measure(
     fixed_rate: Option<f64>,
     pgbench: Option<&std::path::Path>,
 ) -> anyhow::Result<(Measurement, Option<f64>)> {
-    let logs = plan.work.join(format!("round{round}-{}", scenario.key));
+    let logs = plan.logs.join(format!("round{round}-{}", scenario.key));
     let system = match (scenario.stack, &plan.python) {
         (Stack::Rust, _) => System::start(scenario.env, &logs, &system::workspace_binary).await?,
         (Stack::Python, Ok(python)) => {
@@ -722,17 +765,17 @@ fn expected_spans(created: u64, sampled: f64) -> u64 {
 /// tracing off and one 100% sampled, each service's RSS sampled. Side by side rather than one
 /// after the other, so both see the same machine for the same ten minutes, and a growth the
 /// untraced services share is not tracing's.
-async fn soak(work: &std::path::Path) -> anyhow::Result<ExitCode> {
+async fn soak(logs: &std::path::Path) -> anyhow::Result<ExitCode> {
     const LENGTH: Duration = Duration::from_mins(10);
     const EVERY: Duration = Duration::from_secs(30);
     const RATE: f64 = 200.0;
     let off = System::start(
         &[("OTEL_SDK_DISABLED", "true")],
-        &work.join("soak-off"),
+        &logs.join("soak-off"),
         &system::workspace_binary,
     )
     .await?;
-    let on = System::start(&[], &work.join("soak-on"), &system::workspace_binary).await?;
+    let on = System::start(&[], &logs.join("soak-on"), &system::workspace_binary).await?;
     let columns: Vec<SoakColumn> = [(&off, false), (&on, true)]
         .into_iter()
         .flat_map(|(system, traced)| {
