@@ -295,8 +295,52 @@ fn put_trace_state(out: &mut Vec<u8>, field: u32, context: &SpanContext) {
 
 fn key_value(out: &mut Vec<u8>, field: u32, kv: &KeyValue) {
     let key = kv.key.as_str();
-    // Nearly every attribute is a scalar, whose lengths are a few additions: no need to
-    // write first and fill the lengths in afterwards.
+    // Nearly every attribute is a short string or integer under a short key: every length
+    // then fits in one byte, and the field goes out as its headers and two copies.
+    if !key.is_empty() && key.len() < 0x80 {
+        match &kv.value {
+            Value::String(s) => {
+                let s = s.as_str();
+                // KeyValue: key header (2) + key, value header (2) + AnyValue: string header
+                // (2) + the string.
+                let len = 2 + key.len() + 4 + s.len();
+                if let Ok(short) = u8::try_from(len)
+                    && short < 0x80
+                {
+                    #[expect(clippy::cast_possible_truncation, reason = "each is below 0x80")]
+                    let (key_len, s_len) = (key.len() as u8, s.len() as u8);
+                    out.reserve(2 + len);
+                    out.extend_from_slice(&[tag(field, LEN), short, tag(1, LEN), key_len]);
+                    out.extend_from_slice(key.as_bytes());
+                    out.extend_from_slice(&[tag(2, LEN), s_len + 2, tag(1, LEN), s_len]);
+                    out.extend_from_slice(s.as_bytes());
+                    return;
+                }
+            }
+            Value::I64(i) => {
+                let mut varint = [0; 10];
+                let bits = i64_bits(*i);
+                let varint_len = varint_len(bits);
+                fill_varint(&mut varint[..varint_len], bits);
+                // KeyValue: key header (2) + key, value header (2) + AnyValue: the int's key
+                // (1) + its varint.
+                let len = 2 + key.len() + 3 + varint_len;
+                if let Ok(short) = u8::try_from(len)
+                    && short < 0x80
+                {
+                    #[expect(clippy::cast_possible_truncation, reason = "each is below 0x80")]
+                    let (key_len, value_len) = (key.len() as u8, 1 + varint_len as u8);
+                    out.reserve(2 + len);
+                    out.extend_from_slice(&[tag(field, LEN), short, tag(1, LEN), key_len]);
+                    out.extend_from_slice(key.as_bytes());
+                    out.extend_from_slice(&[tag(2, LEN), value_len, tag(3, VARINT)]);
+                    out.extend_from_slice(&varint[..varint_len]);
+                    return;
+                }
+            }
+            _ => {}
+        }
+    }
     let Some(value_len) = scalar_len(&kv.value) else {
         put_message(out, field, Reserve::Small, |out| {
             put_string(out, 1, key);
@@ -305,24 +349,6 @@ fn key_value(out: &mut Vec<u8>, field: u32, kv: &KeyValue) {
         return;
     };
     let len = string_field_len(key) + 1 + varint_len(value_len as u64) + value_len;
-    out.reserve(1 + varint_len(len as u64) + len);
-    if len < 0x80 && !key.is_empty() {
-        // Every length fits in one byte, as nearly always: the headers go in as two slices.
-        #[expect(clippy::cast_possible_truncation, reason = "each is below 0x80")]
-        let (len, key_len, value_len) = (len as u8, key.len() as u8, value_len as u8);
-        out.extend_from_slice(&[tag(field, LEN), len, tag(1, LEN), key_len]);
-        out.extend_from_slice(key.as_bytes());
-        out.extend_from_slice(&[tag(2, LEN), value_len]);
-        match &kv.value {
-            // The most common value: its own header is two bytes too (`value_len` < 0x80).
-            Value::String(s) => {
-                out.extend_from_slice(&[tag(1, LEN), value_len - 2]);
-                out.extend_from_slice(s.as_str().as_bytes());
-            }
-            value => any_value(out, value),
-        }
-        return;
-    }
     put_key(out, field, LEN);
     put_varint(out, len as u64);
     put_string(out, 1, key);
@@ -718,6 +744,39 @@ mod tests {
         assert_eq!(
             TraceEncoder::new(&empty).encode(&spans),
             reference(&empty, &spans)
+        );
+    }
+
+    #[test]
+    fn attributes_on_either_side_of_one_length_byte_match_too() {
+        // The short string and integer attributes take a path of their own, up to a
+        // `KeyValue` of 0x7f bytes; around that, and with an empty key, both paths must
+        // write what the generated types do.
+        let (resource, _) = batch();
+        let scope = InstrumentationScope::builder("common").build();
+        let mut attributes = Vec::new();
+        for key_len in [0, 1, 40, 115, 116, 117, 118, 127, 128, 200] {
+            let key = "k".repeat(key_len);
+            for value_len in [
+                0, 1, 60, 115, 116, 117, 118, 119, 120, 121, 126, 127, 128, 300,
+            ] {
+                attributes.push(KeyValue::new(key.clone(), "v".repeat(value_len)));
+            }
+            for int in [0, 1, 127, 128, 300, i64::MAX, -1, i64::MIN] {
+                attributes.push(KeyValue::new(key.clone(), int));
+            }
+        }
+        let spans: Vec<SpanData> = attributes
+            .chunks(7)
+            .map(|chunk| {
+                let mut span = span("boundaries", &scope);
+                span.attributes = chunk.to_vec();
+                span
+            })
+            .collect();
+        assert_eq!(
+            TraceEncoder::new(&resource).encode(&spans),
+            reference(&resource, &spans)
         );
     }
 
