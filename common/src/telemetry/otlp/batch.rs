@@ -26,7 +26,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
 use opentelemetry::Context;
 use opentelemetry_sdk::{
     Resource,
@@ -173,8 +172,7 @@ fn export_loop(shared: &Shared, exporter: &HttpExporter, stats: &ExportStats, de
         let mut failure = None;
         for batch in work.batches {
             let spans = batch.len() as u64;
-            let body = Bytes::from(work.encoder.request(&batch));
-            drop(batch);
+            let body = work.encoder.request(batch);
             let result = exporter.send(&body);
             stats.settle(spans, result.is_ok());
             if let Err(e) = result {
@@ -265,6 +263,7 @@ impl SpanProcessor for EncodingBatchProcessor {
 #[cfg(test)]
 mod tests {
     use axum::http::StatusCode;
+    use bytes::Bytes;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use prost::Message as _;
 

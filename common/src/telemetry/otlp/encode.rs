@@ -25,6 +25,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use opentelemetry::{
     Array, InstrumentationScope, KeyValue, Value,
     trace::{SpanContext, SpanId, SpanKind, Status, TraceState},
@@ -58,34 +59,90 @@ impl TraceEncoder {
 
     /// The request carrying `spans`: one `ResourceSpans`, with a `ScopeSpans` for each
     /// instrumentation scope, in the order the scopes first appear.
-    pub fn encode(&self, spans: &[SpanData]) -> Vec<u8> {
+    pub fn encode(&self, spans: &[SpanData]) -> Bytes {
         let mut encoded = EncodedSpans::with_capacity(spans.len() * TYPICAL_SPAN_BYTES);
         for span in spans {
             encoded.push(span);
         }
-        self.request(&encoded)
+        self.request(encoded)
     }
 
     /// The request carrying spans encoded as they ended: the bytes [`encode`](Self::encode)
     /// writes for the same spans.
-    pub fn request(&self, spans: &EncodedSpans) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.resource.len() + 64 + spans.bytes());
+    ///
+    /// Spans of one scope, as the services' are, are sent from the buffer they were encoded
+    /// into: the request's head goes into the room [`EncodedSpans`] left in front of them, and
+    /// its two closing fields after them. Spans of several scopes, or a head longer than that
+    /// room, are copied into a request of their own.
+    pub fn request(&self, spans: EncodedSpans) -> Bytes {
+        let mut scopes = spans.scopes;
+        if let [(scope, buffer)] = scopes.as_mut_slice()
+            && let Some(start) = self.wrap_in_place(scope, buffer)
+        {
+            let (_, buffer) = scopes.swap_remove(0);
+            return Bytes::from(buffer).slice(start..);
+        }
+        let spans_of = |at: usize, buffer: &[u8]| -> std::ops::Range<usize> {
+            (if at == 0 { HEAD_ROOM } else { 0 })..buffer.len()
+        };
+        let bytes = scopes
+            .iter()
+            .enumerate()
+            .map(|(at, (_, buffer))| spans_of(at, buffer).len())
+            .sum::<usize>();
+        let mut out = Vec::with_capacity(self.resource.len() + 64 + bytes);
         // ExportTraceServiceRequest.resource_spans = 1
         put_message(&mut out, 1, Reserve::Batch, |out| {
             // ResourceSpans: resource = 1, scope_spans = 2, schema_url = 3.
             put_message(out, 1, Reserve::Small, |out| {
                 out.extend_from_slice(&self.resource);
             });
-            for (scope, spans) in &spans.scopes {
+            for (at, (scope, buffer)) in scopes.iter().enumerate() {
                 put_message(out, 2, Reserve::Batch, |out| {
-                    write_scope_spans(out, scope, spans);
+                    write_scope_spans(out, scope, &buffer[spans_of(at, buffer)]);
                 });
             }
             put_string(out, 3, &self.schema_url);
         });
-        out
+        Bytes::from(out)
+    }
+
+    /// Turns `buffer`, [`HEAD_ROOM`] bytes and then the spans of `scope`, into the request
+    /// for those spans, and returns where in the buffer the request starts; `None`, with the
+    /// buffer as it was, if the head does not fit in the room.
+    fn wrap_in_place(&self, scope: &InstrumentationScope, buffer: &mut Vec<u8>) -> Option<usize> {
+        let spans = buffer.len() - HEAD_ROOM;
+        // The fields around the spans, in the order they go out: resource_spans = 1 (its
+        // length), ResourceSpans.resource = 1, ResourceSpans.scope_spans = 2 (its length),
+        // ScopeSpans.scope = 1; the spans; ScopeSpans.schema_url = 3, ResourceSpans.schema_url
+        // = 3. The lengths are those `put_message` writes: every byte of a message after its
+        // length, in the fewest bytes.
+        let mut scope_message = Vec::new();
+        write_scope(&mut scope_message, scope);
+        let scope_schema = string_field_len(scope.schema_url().unwrap_or_default());
+        let scope_spans = scope_message.len() + spans + scope_schema;
+        let resource_spans = field_len(self.resource.len())
+            + field_len(scope_spans)
+            + string_field_len(&self.schema_url);
+        let mut head = Vec::with_capacity(HEAD_ROOM);
+        put_key(&mut head, 1, LEN);
+        put_varint(&mut head, resource_spans as u64);
+        put_bytes(&mut head, 1, &self.resource);
+        put_key(&mut head, 2, LEN);
+        put_varint(&mut head, scope_spans as u64);
+        head.extend_from_slice(&scope_message);
+        let start = HEAD_ROOM.checked_sub(head.len())?;
+        buffer[start..HEAD_ROOM].copy_from_slice(&head);
+        put_string(buffer, 3, scope.schema_url().unwrap_or_default());
+        put_string(buffer, 3, &self.schema_url);
+        Some(start)
     }
 }
+
+/// Bytes [`EncodedSpans`] sets aside in front of the first scope's spans for the request's
+/// head: three tags and lengths, the resource (the services' is about 150 bytes) and the
+/// scope.
+const HEAD_ROOM: usize = 320;
 
 /// Spans already encoded, each as a `Span` field of a `ScopeSpans`, grouped by
 /// instrumentation scope in the order the scopes first appear: what a batch processor can
@@ -124,8 +181,11 @@ impl EncodedSpans {
             at
         } else {
             let capacity = self.capacity.max(TYPICAL_SPAN_BYTES);
-            self.scopes
-                .push((scope.clone(), Vec::with_capacity(capacity)));
+            // The first scope's spans start after room for the request's head.
+            let room = if self.scopes.is_empty() { HEAD_ROOM } else { 0 };
+            let mut buffer = Vec::with_capacity(room + capacity);
+            buffer.resize(room, 0);
+            self.scopes.push((scope.clone(), buffer));
             self.scopes.len() - 1
         };
         // ScopeSpans.spans = 2
@@ -146,7 +206,8 @@ impl EncodedSpans {
 
     /// The encoded spans' size.
     pub fn bytes(&self) -> usize {
-        self.scopes.iter().map(|(_, spans)| spans.len()).sum()
+        let buffers: usize = self.scopes.iter().map(|(_, spans)| spans.len()).sum();
+        buffers - if self.scopes.is_empty() { 0 } else { HEAD_ROOM }
     }
 }
 
@@ -171,6 +232,13 @@ fn same_text(a: Option<&str>, b: Option<&str>) -> bool {
 /// `ScopeSpans`: scope = 1 (an `InstrumentationScope`: name = 1, version = 2,
 /// attributes = 3), spans = 2 (`spans`: fields already encoded), `schema_url` = 3.
 fn write_scope_spans(out: &mut Vec<u8>, scope: &InstrumentationScope, spans: &[u8]) {
+    write_scope(out, scope);
+    out.extend_from_slice(spans);
+    put_string(out, 3, scope.schema_url().unwrap_or_default());
+}
+
+/// `ScopeSpans.scope` = 1: an `InstrumentationScope` (name = 1, version = 2, attributes = 3).
+fn write_scope(out: &mut Vec<u8>, scope: &InstrumentationScope) {
     put_message(out, 1, Reserve::Small, |out| {
         put_string(out, 1, scope.name());
         put_string(out, 2, scope.version().unwrap_or_default());
@@ -178,8 +246,6 @@ fn write_scope_spans(out: &mut Vec<u8>, scope: &InstrumentationScope, spans: &[u
             key_value(out, 3, kv);
         }
     });
-    out.extend_from_slice(spans);
-    put_string(out, 3, scope.schema_url().unwrap_or_default());
 }
 
 // `Span`, in field-number order (the order prost writes them): trace_id = 1, span_id = 2,
@@ -745,6 +811,28 @@ mod tests {
             TraceEncoder::new(&empty).encode(&spans),
             reference(&empty, &spans)
         );
+    }
+
+    #[test]
+    fn spans_of_one_scope_match_too_whether_the_head_fits_their_room_or_not() {
+        // One scope: the request is built around the spans where they were encoded, unless
+        // the head (a resource of 400 bytes here) does not fit in front of them.
+        let scope = InstrumentationScope::builder("common")
+            .with_version("0.1.0")
+            .with_schema_url("https://opentelemetry.io/schemas/1.34.0")
+            .build();
+        let spans = vec![server_span(&scope), span("SELECT orders", &scope)];
+        let empty = Resource::builder_empty().build();
+        let (usual, _) = batch();
+        let large = Resource::builder_empty()
+            .with_service_name("order-service")
+            .with_attribute(KeyValue::new("host.description", "h".repeat(400)))
+            .build();
+        for resource in [empty, usual, large] {
+            let encoder = TraceEncoder::new(&resource);
+            assert_eq!(encoder.encode(&spans), reference(&resource, &spans));
+            assert_eq!(encoder.encode(&spans[..1]), reference(&resource, &spans[..1]));
+        }
     }
 
     #[test]

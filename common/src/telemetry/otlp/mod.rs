@@ -278,7 +278,7 @@ enum Attempt {
 
 impl SpanExporter for HttpExporter {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let body = Bytes::from(self.encoder.encode(&batch));
+        let body = self.encoder.encode(&batch);
         // The spans are in the body now; free them before waiting on the network.
         drop(batch);
         self.send(&body)
