@@ -304,8 +304,8 @@ async fn benchmark(cli: &Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// How many runs' logs are kept under `target/bench/runs`, the newest; a full run's are a few
-/// hundred megabytes.
+/// How many runs' logs are kept under `target/bench/runs`, the newest; a run of 3 rounds
+/// leaves about 150 MB.
 const RUNS_KEPT: usize = 5;
 
 /// A new directory for this run's logs, `target/bench/runs/<UTC time>-<pid>`, so a run that

@@ -831,7 +831,10 @@ mod tests {
         for resource in [empty, usual, large] {
             let encoder = TraceEncoder::new(&resource);
             assert_eq!(encoder.encode(&spans), reference(&resource, &spans));
-            assert_eq!(encoder.encode(&spans[..1]), reference(&resource, &spans[..1]));
+            assert_eq!(
+                encoder.encode(&spans[..1]),
+                reference(&resource, &spans[..1])
+            );
         }
     }
 
