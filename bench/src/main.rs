@@ -323,16 +323,8 @@ fn run_logs(work: &std::path::Path) -> anyhow::Result<PathBuf> {
         std::fs::remove_dir_all(path)
             .with_context(|| format!("removing the old logs in {}", path.display()))?;
     }
-    let stamp = std::process::Command::new("date")
-        .args(["-u", "+%Y%m%dT%H%M%SZ"])
-        .output()
-        .context("running date")?
-        .stdout;
-    let dir = runs.join(format!(
-        "{}-{}",
-        String::from_utf8_lossy(&stamp).trim(),
-        std::process::id()
-    ));
+    let stamp = report::utc_now("%Y%m%dT%H%M%SZ").context("running date")?;
+    let dir = runs.join(format!("{stamp}-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }

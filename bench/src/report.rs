@@ -629,6 +629,17 @@ fn python_check(rust_on: f64, python_on: f64) -> Option<Check> {
 }
 
 /// Cores, CPU model and date, for the header of the table.
+/// The time now in UTC, in `date`'s `format`; `None` where `date` cannot run.
+pub(crate) fn utc_now(format: &str) -> Option<String> {
+    std::process::Command::new("date")
+        .args(["-u", &format!("+{format}")])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+}
+
 fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
@@ -640,13 +651,7 @@ fn machine() -> String {
         })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
-    let date = std::process::Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_default();
+    let date = utc_now("%Y-%m-%d %H:%M UTC").unwrap_or_default();
     // Other work on the machine moves every number: say how busy it was.
     let load = std::fs::read_to_string("/proc/loadavg")
         .ok()
