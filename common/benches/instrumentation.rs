@@ -46,8 +46,7 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 const SPANS_PER_REQUEST: u64 = 5;
 
 const INSERT_ORDER: Statement = Statement::new(
-    "INSERT",
-    "orders",
+    "INSERT orders",
     "INSERT INTO orders (id, user_id, amount_minor, currency, status, trace_id) VALUES ($1, $2, $3, $4, 'pending', $5)",
 );
 

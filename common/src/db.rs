@@ -1,10 +1,11 @@
 //! Postgres: the pool, the migrations, and a CLIENT span for every SQL statement.
 //!
 //! sqlx emits log events, not spans, so the database tier of the waterfall is ours to draw.
-//! Every query the services run goes through [`Database`]'s methods with a [`Statement`]: a
-//! constant that holds the SQL text (parameterised: values are always bound, never formatted
-//! into the text) and the operation and table it works on. The methods open one span per
-//! statement with the current database semantic conventions:
+//! Every query the services run goes through the methods of [`Database`] (a connection of its
+//! own for each statement) or of a [`Session`] (statements back to back on one connection)
+//! with a [`Statement`]: a constant that holds the SQL text (parameterised: values are always
+//! bound, never formatted into the text) and the operation and table it works on. The methods
+//! open one span per statement with the current database semantic conventions:
 //!
 //! | attribute                   | example                              |
 //! |-----------------------------|--------------------------------------|
@@ -26,7 +27,10 @@ use std::{future::Future, sync::Arc, time::Duration};
 use sqlx::{
     Connection, Postgres,
     migrate::{MigrateError, Migrator},
-    postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgQueryResult, PgRow},
+    pool::PoolConnection,
+    postgres::{
+        PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgQueryResult, PgRow,
+    },
     query::{Query, QueryAs},
 };
 use tracing::{Instrument, field::Empty};
@@ -42,6 +46,8 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 /// One SQL statement and what it works on.
 #[derive(Clone, Copy, Debug)]
 pub struct Statement {
+    /// `INSERT orders`: the span's name, the operation and the table.
+    pub name: &'static str,
     /// `SELECT`, `INSERT`, `UPDATE`, ...
     pub operation: &'static str,
     /// The table.
@@ -51,12 +57,23 @@ pub struct Statement {
 }
 
 impl Statement {
-    pub const fn new(
-        operation: &'static str,
-        collection: &'static str,
-        text: &'static str,
-    ) -> Self {
+    /// A statement named `OPERATION table` (the span name the semantic conventions give a
+    /// statement), split into its operation and table at compile time: a name of any other
+    /// shape does not compile.
+    pub const fn new(name: &'static str, text: &'static str) -> Self {
+        let bytes = name.as_bytes();
+        let mut space = 0;
+        while space < bytes.len() && bytes[space] != b' ' {
+            space += 1;
+        }
+        assert!(
+            space > 0 && space + 1 < bytes.len(),
+            "a statement's name is `OPERATION table`"
+        );
+        let (operation, rest) = name.split_at(space);
+        let (_, collection) = rest.split_at(1);
         Statement {
+            name,
             operation,
             collection,
             text,
@@ -204,7 +221,7 @@ impl Database {
         )
     }
 
-    /// Runs a statement that returns exactly one row.
+    /// Runs a statement that returns exactly one row, on a connection of its own.
     pub async fn fetch_one<O>(
         &self,
         statement: &Statement,
@@ -215,12 +232,10 @@ impl Database {
     where
         O: Send + Unpin + for<'r> sqlx::FromRow<'r, PgRow>,
     {
-        let query = bind(sqlx::query_as(statement.text));
-        self.traced(statement, query.fetch_one(&self.pool), |_| 1)
-            .await
+        self.session().fetch_one(statement, bind).await
     }
 
-    /// Runs a statement that returns zero or one row.
+    /// Runs a statement that returns zero or one row, on a connection of its own.
     pub async fn fetch_optional<O>(
         &self,
         statement: &Statement,
@@ -231,14 +246,11 @@ impl Database {
     where
         O: Send + Unpin + for<'r> sqlx::FromRow<'r, PgRow>,
     {
-        let query = bind(sqlx::query_as(statement.text));
-        self.traced(statement, query.fetch_optional(&self.pool), |row| {
-            u64::from(row.is_some())
-        })
-        .await
+        self.session().fetch_optional(statement, bind).await
     }
 
-    /// Runs a statement that returns no rows; the result says how many it affected.
+    /// Runs a statement that returns no rows, on a connection of its own; the result says how
+    /// many it affected.
     pub async fn execute(
         &self,
         statement: &Statement,
@@ -246,9 +258,15 @@ impl Database {
             Query<'static, Postgres, PgArguments>,
         ) -> Query<'static, Postgres, PgArguments>,
     ) -> Result<PgQueryResult, sqlx::Error> {
-        let query = bind(sqlx::query(statement.text));
-        self.traced(statement, query.execute(&self.pool), |_| 0)
-            .await
+        self.session().execute(statement, bind).await
+    }
+
+    /// Statements that run back to back on one connection: see [`Session`].
+    pub fn session(&self) -> Session<'_> {
+        Session {
+            db: self,
+            connection: None,
+        }
     }
 
     /// The span around one statement. Public so a statement run in a way the methods above
@@ -261,7 +279,7 @@ impl Database {
     ) -> Result<T, sqlx::Error> {
         let span = tracing::info_span!(
             "db statement",
-            otel.name = format!("{} {}", statement.operation, statement.collection),
+            otel.name = statement.name,
             otel.kind = "client",
             db.system.name = "postgresql",
             db.namespace = self.target.namespace.as_str(),
@@ -295,6 +313,104 @@ impl Database {
         }
         result
     }
+}
+
+/// Statements that run one after another on one pooled connection.
+///
+/// A statement run on the pool takes a connection and gives it back, and sqlx pings every
+/// connection on its way back (a round trip to Postgres, which it has no switch for). Statements
+/// that run back to back, with nothing slow between them, share one connection and one trip
+/// back. The connection is taken by the first statement, inside that statement's span (so a
+/// wait for it shows there), and goes back when the session is dropped. A statement that fails
+/// lets its connection go, so the next one starts on a connection the pool has checked.
+///
+/// Drop the session before anything slow, a call to another service above all: a connection
+/// held across it is one the other requests cannot have.
+pub struct Session<'db> {
+    db: &'db Database,
+    connection: Option<PoolConnection<Postgres>>,
+}
+
+impl Session<'_> {
+    /// Runs a statement that returns exactly one row.
+    pub async fn fetch_one<O>(
+        &mut self,
+        statement: &Statement,
+        bind: impl FnOnce(
+            QueryAs<'static, Postgres, O, PgArguments>,
+        ) -> QueryAs<'static, Postgres, O, PgArguments>,
+    ) -> Result<O, sqlx::Error>
+    where
+        O: Send + Unpin + for<'r> sqlx::FromRow<'r, PgRow>,
+    {
+        let query = bind(sqlx::query_as(statement.text));
+        let slot = &mut self.connection;
+        let pool = &self.db.pool;
+        let run = async move { query.fetch_one(connection(slot, pool).await?).await };
+        let result = self.db.traced(statement, run, |_| 1).await;
+        self.let_go_after_failure(&result);
+        result
+    }
+
+    /// Runs a statement that returns zero or one row.
+    pub async fn fetch_optional<O>(
+        &mut self,
+        statement: &Statement,
+        bind: impl FnOnce(
+            QueryAs<'static, Postgres, O, PgArguments>,
+        ) -> QueryAs<'static, Postgres, O, PgArguments>,
+    ) -> Result<Option<O>, sqlx::Error>
+    where
+        O: Send + Unpin + for<'r> sqlx::FromRow<'r, PgRow>,
+    {
+        let query = bind(sqlx::query_as(statement.text));
+        let slot = &mut self.connection;
+        let pool = &self.db.pool;
+        let run = async move { query.fetch_optional(connection(slot, pool).await?).await };
+        let result = self
+            .db
+            .traced(statement, run, |row| u64::from(row.is_some()))
+            .await;
+        self.let_go_after_failure(&result);
+        result
+    }
+
+    /// Runs a statement that returns no rows; the result says how many it affected.
+    pub async fn execute(
+        &mut self,
+        statement: &Statement,
+        bind: impl FnOnce(
+            Query<'static, Postgres, PgArguments>,
+        ) -> Query<'static, Postgres, PgArguments>,
+    ) -> Result<PgQueryResult, sqlx::Error> {
+        let query = bind(sqlx::query(statement.text));
+        let slot = &mut self.connection;
+        let pool = &self.db.pool;
+        let run = async move { query.execute(connection(slot, pool).await?).await };
+        let result = self.db.traced(statement, run, |_| 0).await;
+        self.let_go_after_failure(&result);
+        result
+    }
+
+    /// After a failure the connection may be broken or mid-protocol: back to the pool with
+    /// it, whose ping closes it if so.
+    fn let_go_after_failure<T>(&mut self, result: &Result<T, sqlx::Error>) {
+        if result.is_err() {
+            self.connection = None;
+        }
+    }
+}
+
+/// The session's connection, taken from the pool the first time.
+async fn connection<'c>(
+    slot: &'c mut Option<PoolConnection<Postgres>>,
+    pool: &PgPool,
+) -> Result<&'c mut PgConnection, sqlx::Error> {
+    let connection = match slot.take() {
+        Some(connection) => connection,
+        None => pool.acquire().await?,
+    };
+    Ok(&mut **slot.insert(connection))
 }
 
 /// A low-cardinality `error.type` for errors that carry no SQLSTATE.
@@ -338,6 +454,15 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_statement_name_is_its_operation_and_its_table() {
+        const STATEMENT: Statement =
+            Statement::new("INSERT refused_charges", "INSERT INTO refused_charges ...");
+        assert_eq!(STATEMENT.name, "INSERT refused_charges");
+        assert_eq!(STATEMENT.operation, "INSERT");
+        assert_eq!(STATEMENT.collection, "refused_charges");
+    }
 
     #[test]
     fn every_pool_setting_is_read_from_its_variable() {

@@ -14,8 +14,7 @@ use crate::domain::{NewOrder, Order};
 /// Inserts a pending order. With an idempotency key that is already taken, inserts nothing
 /// and returns no row: the caller then loads the order that owns the key.
 const INSERT_ORDER: Statement = Statement::new(
-    "INSERT",
-    "orders",
+    "INSERT orders",
     "INSERT INTO orders (id, user_id, amount_minor, currency, status, idempotency_key, request_fingerprint, trace_id) \
      VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7) \
      ON CONFLICT (idempotency_key) DO NOTHING \
@@ -23,22 +22,19 @@ const INSERT_ORDER: Statement = Statement::new(
 );
 
 const SELECT_ORDER: Statement = Statement::new(
-    "SELECT",
-    "orders",
+    "SELECT orders",
     "SELECT id, user_id, amount_minor, currency, status, request_fingerprint, trace_id, created_at, updated_at \
      FROM orders WHERE id = $1",
 );
 
 const SELECT_ORDER_BY_KEY: Statement = Statement::new(
-    "SELECT",
-    "orders",
+    "SELECT orders",
     "SELECT id, user_id, amount_minor, currency, status, request_fingerprint, trace_id, created_at, updated_at \
      FROM orders WHERE idempotency_key = $1",
 );
 
 const UPDATE_STATUS: Statement = Statement::new(
-    "UPDATE",
-    "orders",
+    "UPDATE orders",
     "UPDATE orders SET status = $2, updated_at = now() WHERE id = $1",
 );
 

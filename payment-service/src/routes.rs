@@ -26,6 +26,7 @@ use crate::{
     AppState,
     domain::{Attempt, Charge, ChargeOutcome, PaymentId, User},
     error::PaymentError,
+    store,
 };
 
 /// `POST /charge`: charges an order, at most once per order id.
@@ -64,9 +65,12 @@ async fn charge_card(
     if let Err(reason) = authorised {
         return Err(refuse(app, &charge, reason).await);
     }
-    let user = lookup_user(app, &charge).await?;
-
-    let payment = app.store.claim(PaymentId::generate(), &charge).await?;
+    // The user and the claim run back to back on one connection, which goes back to the pool
+    // before the processor is asked: a slow processor holds no connection.
+    let mut db = app.store.session();
+    let user = lookup_user(&mut db, &charge).await?;
+    let payment = db.claim(PaymentId::generate(), &charge).await?;
+    drop(db);
     let outcome = match payment.attempt(&charge) {
         Attempt::Conflict => return Err(PaymentError::Conflict(charge.order_id)),
         // Already settled: a retry gets the recorded answer, and nothing is charged again.
@@ -141,10 +145,13 @@ async fn refuse(app: &AppState, charge: &Charge, reason: SignatureError) -> Paym
     }
 }
 
-async fn lookup_user(app: &AppState, charge: &Charge) -> Result<Option<User>, PaymentError> {
+async fn lookup_user(
+    db: &mut store::Session<'_>,
+    charge: &Charge,
+) -> Result<Option<User>, PaymentError> {
     let span = tracing::info_span!("lookup_user", user.id = %charge.user_id, user.found = Empty, user.tier = Empty);
     async {
-        let user = app.store.user(charge.user_id).await?;
+        let user = db.user(charge.user_id).await?;
         let span = Span::current();
         span.record("user.found", user.is_some());
         if let Some(user) = &user {

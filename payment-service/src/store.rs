@@ -6,7 +6,7 @@
 
 use common::{
     api::{Currency, Money, UnknownName, UserId},
-    db::{Database, Statement, undecodable},
+    db::{self, Database, Statement, undecodable},
     signing::SignatureError,
 };
 use uuid::Uuid;
@@ -14,8 +14,7 @@ use uuid::Uuid;
 use crate::domain::{Charge, ChargeOutcome, Payment, PaymentId, PaymentState, PaymentStatus, User};
 
 const SELECT_USER: Statement = Statement::new(
-    "SELECT",
-    "users",
+    "SELECT users",
     "SELECT tier, credit_limit_minor FROM users WHERE id = $1",
 );
 
@@ -23,8 +22,7 @@ const SELECT_USER: Statement = Statement::new(
 /// already exists for the order (a retry, or a concurrent duplicate, which waits here for the
 /// first insert to commit). The no-op update makes `RETURNING` return the existing row.
 const CLAIM_PAYMENT: Statement = Statement::new(
-    "INSERT",
-    "payments",
+    "INSERT payments",
     "INSERT INTO payments (id, order_id, user_id, amount_minor, currency, status) \
      VALUES ($1, $2, $3, $4, $5, 'pending') \
      ON CONFLICT (order_id) DO UPDATE SET updated_at = payments.updated_at \
@@ -34,16 +32,14 @@ const CLAIM_PAYMENT: Statement = Statement::new(
 /// Records the processor's answer. Only a pending payment is settled: a payment's outcome,
 /// once recorded, never changes.
 const SETTLE_PAYMENT: Statement = Statement::new(
-    "UPDATE",
-    "payments",
+    "UPDATE payments",
     "UPDATE payments SET status = $2, processor_charge_id = $3, decline_reason = $4, updated_at = now() \
      WHERE id = $1 AND status = 'pending'",
 );
 
 /// Records a charge refused for its signature. Never touches `payments`: see the migration.
 const RECORD_REFUSED_CHARGE: Statement = Statement::new(
-    "INSERT",
-    "refused_charges",
+    "INSERT refused_charges",
     "INSERT INTO refused_charges (id, order_id, user_id, amount_minor, currency, reason, trace_id) \
      VALUES ($1, $2, $3, $4, $5, $6, $7)",
 );
@@ -128,30 +124,9 @@ impl Store {
         &self.db
     }
 
-    pub(crate) async fn user(&self, id: UserId) -> Result<Option<User>, sqlx::Error> {
-        self.db
-            .fetch_optional::<UserRow>(&SELECT_USER, |q| q.bind(id))
-            .await?
-            .map(User::try_from)
-            .transpose()
-    }
-
-    /// The order's one payment: a new pending one with `payment_id`, or the one it already has.
-    pub(crate) async fn claim(
-        &self,
-        payment_id: PaymentId,
-        charge: &Charge,
-    ) -> Result<Payment, sqlx::Error> {
-        self.db
-            .fetch_one::<PaymentRow>(&CLAIM_PAYMENT, |q| {
-                q.bind(payment_id)
-                    .bind(charge.order_id)
-                    .bind(charge.user_id)
-                    .bind(charge.money.minor)
-                    .bind(charge.money.currency.code())
-            })
-            .await?
-            .try_into()
+    /// Statements that run back to back on one connection (see [`db::Session`]).
+    pub(crate) fn session(&self) -> Session<'_> {
+        Session(self.db.session())
     }
 
     /// Records that `charge` was refused, and why; `trace_id` leads to the request's trace.
@@ -192,6 +167,38 @@ impl Store {
             })
             .await
             .map(drop)
+    }
+}
+
+/// The statements a charge runs back to back, before the processor is asked: the user, then
+/// the claim, on one connection.
+pub(crate) struct Session<'a>(db::Session<'a>);
+
+impl Session<'_> {
+    pub(crate) async fn user(&mut self, id: UserId) -> Result<Option<User>, sqlx::Error> {
+        self.0
+            .fetch_optional::<UserRow>(&SELECT_USER, |q| q.bind(id))
+            .await?
+            .map(User::try_from)
+            .transpose()
+    }
+
+    /// The order's one payment: a new pending one with `payment_id`, or the one it already has.
+    pub(crate) async fn claim(
+        &mut self,
+        payment_id: PaymentId,
+        charge: &Charge,
+    ) -> Result<Payment, sqlx::Error> {
+        self.0
+            .fetch_one::<PaymentRow>(&CLAIM_PAYMENT, |q| {
+                q.bind(payment_id)
+                    .bind(charge.order_id)
+                    .bind(charge.user_id)
+                    .bind(charge.money.minor)
+                    .bind(charge.money.currency.code())
+            })
+            .await?
+            .try_into()
     }
 }
 

@@ -3,18 +3,19 @@
 //! is replaced before a statement meets it. One used moments ago is handed out as it is: no
 //! statement pays a second round trip under load. A statement that meets a connection closed
 //! within that window fails as unavailable (the services answer 503), and the next statement
-//! gets a new connection.
+//! gets a new connection. Statements of one [`Session`] share a connection until the session
+//! ends, or until one of them fails.
 
 use std::time::{Duration, Instant};
 
 use common::{
     config::Secret,
-    db::{Database, PoolSettings, Statement, is_unavailable},
+    db::{Database, PoolSettings, Session, Statement, is_unavailable},
 };
 use sqlx::postgres::PgConnectOptions;
 use testkit::db::TestDatabase;
 
-const BACKEND_PID: Statement = Statement::new("SELECT", "backend", "SELECT pg_backend_pid()");
+const BACKEND_PID: Statement = Statement::new("SELECT backend", "SELECT pg_backend_pid()");
 
 /// A pool of one connection on `database`, as the services build theirs.
 fn pool_of_one(database: &TestDatabase) -> Database {
@@ -31,6 +32,14 @@ fn pool_of_one(database: &TestDatabase) -> Database {
 /// The server process behind the connection the statement ran on.
 async fn backend(db: &Database) -> Result<i32, sqlx::Error> {
     db.fetch_one(&BACKEND_PID, |query| query)
+        .await
+        .map(|(pid,): (i32,)| pid)
+}
+
+/// The server process behind the connection the session's statement ran on.
+async fn session_backend(session: &mut Session<'_>) -> Result<i32, sqlx::Error> {
+    session
+        .fetch_one(&BACKEND_PID, |query| query)
         .await
         .map(|(pid,): (i32,)| pid)
 }
@@ -121,4 +130,54 @@ async fn a_connection_used_moments_ago_is_not_pinged_and_a_broken_one_is_not_kep
         .await
         .expect("the broken connection was closed, and the next statement got a new one");
     assert_ne!(first, second);
+}
+
+#[tokio::test]
+async fn statements_of_a_session_share_one_connection_until_the_session_ends() {
+    let database = TestDatabase::create().await;
+    let db = pool_of_one(&database);
+    let mut session = db.session();
+    assert_eq!(
+        db.pool().size(),
+        0,
+        "a session takes no connection until its first statement"
+    );
+
+    let first = session_backend(&mut session)
+        .await
+        .expect("the first statement");
+    let second = session_backend(&mut session)
+        .await
+        .expect("the second statement");
+    assert_eq!(first, second, "both ran on the session's connection");
+    assert_eq!(db.pool().num_idle(), 0, "the session still holds it");
+
+    drop(session);
+    until_idle(&db).await;
+    assert_eq!(
+        backend(&db).await.expect("a statement after the session"),
+        first,
+        "the connection went back to the pool, alive"
+    );
+}
+
+#[tokio::test]
+async fn a_session_lets_a_connection_go_when_a_statement_on_it_fails() {
+    let database = TestDatabase::create().await;
+    let db = pool_of_one(&database);
+    let mut session = db.session();
+    let first = session_backend(&mut session)
+        .await
+        .expect("the first statement");
+
+    close_from_the_server(&database, first).await;
+    let error = session_backend(&mut session)
+        .await
+        .expect_err("the statement met the closed connection");
+    assert!(is_unavailable(&error), "{error:?}");
+
+    let next = session_backend(&mut session)
+        .await
+        .expect("the session's next statement gets a connection the pool checked");
+    assert_ne!(first, next, "the broken connection was not kept");
 }
