@@ -628,7 +628,6 @@ fn python_check(rust_on: f64, python_on: f64) -> Option<Check> {
     })
 }
 
-/// Cores, CPU model and date, for the header of the table.
 /// The time now in UTC, in `date`'s `format`; `None` where `date` cannot run.
 pub(crate) fn utc_now(format: &str) -> Option<String> {
     std::process::Command::new("date")
@@ -640,6 +639,7 @@ pub(crate) fn utc_now(format: &str) -> Option<String> {
         .map(|s| s.trim().to_owned())
 }
 
+/// Cores, CPU model and date, for the header of the table.
 fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo

@@ -344,12 +344,12 @@ impl Session<'_> {
         O: Send + Unpin + for<'r> sqlx::FromRow<'r, PgRow>,
     {
         let query = bind(sqlx::query_as(statement.text));
-        let slot = &mut self.connection;
-        let pool = &self.db.pool;
-        let run = async move { query.fetch_one(connection(slot, pool).await?).await };
-        let result = self.db.traced(statement, run, |_| 1).await;
-        self.let_go_after_failure(&result);
-        result
+        self.run(
+            statement,
+            |_| 1,
+            async |connection| query.fetch_one(connection).await,
+        )
+        .await
     }
 
     /// Runs a statement that returns zero or one row.
@@ -364,15 +364,12 @@ impl Session<'_> {
         O: Send + Unpin + for<'r> sqlx::FromRow<'r, PgRow>,
     {
         let query = bind(sqlx::query_as(statement.text));
-        let slot = &mut self.connection;
-        let pool = &self.db.pool;
-        let run = async move { query.fetch_optional(connection(slot, pool).await?).await };
-        let result = self
-            .db
-            .traced(statement, run, |row| u64::from(row.is_some()))
-            .await;
-        self.let_go_after_failure(&result);
-        result
+        self.run(
+            statement,
+            |row: &Option<O>| u64::from(row.is_some()),
+            async |connection| query.fetch_optional(connection).await,
+        )
+        .await
     }
 
     /// Runs a statement that returns no rows; the result says how many it affected.
@@ -384,20 +381,31 @@ impl Session<'_> {
         ) -> Query<'static, Postgres, PgArguments>,
     ) -> Result<PgQueryResult, sqlx::Error> {
         let query = bind(sqlx::query(statement.text));
-        let slot = &mut self.connection;
-        let pool = &self.db.pool;
-        let run = async move { query.execute(connection(slot, pool).await?).await };
-        let result = self.db.traced(statement, run, |_| 0).await;
-        self.let_go_after_failure(&result);
-        result
+        self.run(
+            statement,
+            |_| 0,
+            async |connection| query.execute(connection).await,
+        )
+        .await
     }
 
-    /// After a failure the connection may be broken or mid-protocol: back to the pool with
-    /// it, whose ping closes it if so.
-    fn let_go_after_failure<T>(&mut self, result: &Result<T, sqlx::Error>) {
+    /// Runs `query` on the session's connection, in the statement's span. After a failure the
+    /// connection may be broken or mid-protocol, so it goes back to the pool, whose ping
+    /// closes it if so, and the next statement takes another.
+    async fn run<T>(
+        &mut self,
+        statement: &Statement,
+        returned_rows: impl FnOnce(&T) -> u64,
+        query: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, sqlx::Error> {
+        let slot = &mut self.connection;
+        let pool = &self.db.pool;
+        let run = async move { query(connection(slot, pool).await?).await };
+        let result = self.db.traced(statement, run, returned_rows).await;
         if result.is_err() {
             self.connection = None;
         }
+        result
     }
 }
 
