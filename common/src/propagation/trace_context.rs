@@ -32,6 +32,7 @@
 
 use std::sync::LazyLock;
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::{
     Context,
@@ -252,11 +253,14 @@ pub fn set_response_headers(cx: &Context, headers: &mut HeaderMap) {
     let Some(value) = version_00_value(cx) else {
         return;
     };
-    let metric = trace_metric(value.as_str());
+    // Each value is written into a buffer of its size, which becomes the header value as it
+    // is: `HeaderValue::from_bytes` would copy each into one more allocation, on every answer.
+    let traceresponse = Bytes::from(value.0.to_vec());
+    let metric = Bytes::from(trace_metric(value.as_str()).into_bytes());
     // Lowercase hex, dashes and ASCII letters: always valid header values.
     let (Ok(traceresponse), Ok(metric)) = (
-        HeaderValue::from_bytes(&value.0),
-        HeaderValue::from_str(&metric),
+        HeaderValue::from_maybe_shared(traceresponse),
+        HeaderValue::from_maybe_shared(metric),
     ) else {
         return;
     };
@@ -332,18 +336,50 @@ pub fn parse_traceparent(value: &str) -> Option<(TraceId, SpanId, TraceFlags)> {
 
 /// Writes `bytes` into `out` as lowercase hex digits (`HEXDIGLC`), two a byte.
 ///
-/// Ids are hex-encoded on every answer, every outgoing call and every log line; this is the
-/// plain table lookup, with none of the per-digit index arithmetic of a general encoder.
+/// Ids are hex-encoded on every answer, every outgoing call and every log line, so eight
+/// bytes at a time are encoded as one integer ([`lower_hex_u64`]); a shorter rest goes
+/// through the digit table.
 ///
 /// # Panics
 /// When `out` is not twice as long as `bytes`: the callers' buffers are fixed.
 pub(crate) fn encode_lower_hex(bytes: &[u8], out: &mut [u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     assert_eq!(out.len(), 2 * bytes.len(), "two hex digits a byte");
-    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+    let mut words = bytes.chunks_exact(8);
+    let mut digits = out.chunks_exact_mut(16);
+    for (word, digits) in (&mut words).zip(&mut digits) {
+        let word = u64::from_be_bytes(word.try_into().expect("chunks of 8"));
+        digits.copy_from_slice(&lower_hex_u64(word));
+    }
+    for (pair, byte) in digits
+        .into_remainder()
+        .chunks_exact_mut(2)
+        .zip(words.remainder())
+    {
         pair[0] = DIGITS[usize::from(byte >> 4)];
         pair[1] = DIGITS[usize::from(byte & 0x0f)];
     }
+}
+
+/// `word` as 16 lowercase hex digits, most significant first, computed on all of them at
+/// once (SWAR): its 16 nibbles are spread out to one a byte of a `u128`, then each becomes
+/// its digit, `'0' + n`, plus `'a' - '0' - 10` where `n > 9`. About 20 operations where a
+/// lookup a digit is 16 loads and stores, with their index arithmetic.
+fn lower_hex_u64(word: u64) -> [u8; 16] {
+    const ONES: u128 = 0x0101_0101_0101_0101_0101_0101_0101_0101;
+    let word = u128::from(word);
+    // Halve the width of each group of bits, moving its upper half into the group's new
+    // upper half: 2 x 32 bits, 4 x 16, 8 x 8, then 16 x 4, each in a byte of its own.
+    let mut n = ((word & 0xffff_ffff_0000_0000) << 32) | (word & 0xffff_ffff);
+    n = ((n & 0x0000_0000_ffff_0000_0000_0000_ffff_0000) << 16)
+        | (n & 0x0000_0000_0000_ffff_0000_0000_0000_ffff);
+    n = ((n & 0x0000_ff00_0000_ff00_0000_ff00_0000_ff00) << 8)
+        | (n & 0x0000_00ff_0000_00ff_0000_00ff_0000_00ff);
+    n = ((n & 0x00f0_00f0_00f0_00f0_00f0_00f0_00f0_00f0) << 4)
+        | (n & 0x000f_000f_000f_000f_000f_000f_000f_000f);
+    // 1 in each byte whose nibble is 10-15: adding 6 carries it into bit 4.
+    let letters = ((n + 6 * ONES) >> 4) & ONES;
+    (n + u128::from(b'0') * ONES + letters * u128::from(b'a' - b'0' - 10)).to_be_bytes()
 }
 
 /// Decodes exactly `2 * N` lowercase hex digits (`HEXDIGLC`); upper case is
@@ -353,22 +389,38 @@ fn decode_lower_hex<const N: usize>(hex: &[u8]) -> Option<[u8; N]> {
         return None;
     }
     let mut out = [0_u8; N];
+    // Every digit is looked up, and whether one was not a digit is checked once at the end:
+    // a value is usually valid, and a branch a digit costs more than the lookups.
+    let mut seen = 0;
     for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
-        let [high, low] = pair else {
-            return None;
-        };
-        *byte = (lower_hex_digit(*high)? << 4) | lower_hex_digit(*low)?;
+        let (high, low) = (
+            HEX_VALUES[usize::from(pair[0])],
+            HEX_VALUES[usize::from(pair[1])],
+        );
+        seen |= high | low;
+        *byte = (high << 4) | low;
     }
-    Some(out)
+    (seen & NOT_HEX == 0).then_some(out)
 }
 
-fn lower_hex_digit(digit: u8) -> Option<u8> {
-    match digit {
-        b'0'..=b'9' => Some(digit - b'0'),
-        b'a'..=b'f' => Some(digit - b'a' + 10),
-        _ => None,
+/// Marks a byte that is not a lowercase hex digit in [`HEX_VALUES`]: a bit no digit's value has.
+const NOT_HEX: u8 = 0x10;
+
+/// Each byte's value as a lowercase hex digit, or [`NOT_HEX`].
+static HEX_VALUES: [u8; 256] = {
+    let mut values = [NOT_HEX; 256];
+    let mut value: u8 = 0;
+    while value < 16 {
+        let symbol = if value < 10 {
+            b'0' + value
+        } else {
+            b'a' + value - 10
+        };
+        values[symbol as usize] = value;
+        value += 1;
     }
-}
+    values
+};
 
 impl TextMapPropagator for TraceContextPropagator {
     /// Writes `traceparent` (always version 00, the highest this module
@@ -474,6 +526,61 @@ mod tests {
         for (pair, byte) in digits.chunks_exact(2).zip(&bytes) {
             assert_eq!(decode_lower_hex::<1>(pair), Some([*byte]));
         }
+    }
+
+    #[test]
+    fn bytes_of_any_length_encode_as_format_does_eight_at_once_or_not() {
+        // A multiplicative walk through the 64-bit words, after the edges of each digit.
+        let mut word = 0x9e37_79b9_7f4a_7c15_u64;
+        let walk = std::iter::repeat_with(|| {
+            word = word
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            word
+        });
+        let edges = [0, 1, 9, 10, 15, 16, 0x0123_4567_89ab_cdef, u64::MAX];
+        for word in edges.into_iter().chain(walk.take(2000)) {
+            assert_eq!(
+                lower_hex_u64(word),
+                format!("{word:016x}").as_bytes(),
+                "{word:#x}"
+            );
+        }
+        let bytes: Vec<u8> = (0..=u8::MAX).rev().collect();
+        for len in 0..=25 {
+            let mut digits = vec![0; 2 * len];
+            encode_lower_hex(&bytes[..len], &mut digits);
+            let expected = bytes[..len].iter().fold(String::new(), |mut hex, b| {
+                use std::fmt::Write as _;
+                write!(hex, "{b:02x}").unwrap();
+                hex
+            });
+            assert_eq!(
+                std::str::from_utf8(&digits).unwrap(),
+                expected,
+                "{len} bytes"
+            );
+        }
+    }
+
+    #[test]
+    fn a_byte_that_is_not_a_lowercase_hex_digit_fails_the_decoding_wherever_it_is() {
+        for byte in 0..=u8::MAX {
+            let digit = byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte);
+            for at in 0..16 {
+                let mut hex = *b"00f067aa0ba902b7";
+                hex[at] = byte;
+                assert_eq!(
+                    decode_lower_hex::<8>(&hex).is_some(),
+                    digit,
+                    "{byte:#04x} at {at}"
+                );
+            }
+        }
+        assert_eq!(
+            decode_lower_hex::<8>(b"00f067aa0ba902b7"),
+            Some(0x00f0_67aa_0ba9_02b7_u64.to_be_bytes())
+        );
     }
 
     fn trace_id() -> TraceId {

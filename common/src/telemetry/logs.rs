@@ -113,8 +113,9 @@ impl EventFormat {
         baggage.sort_unstable();
         let mut correlation: Vec<(&str, &str)> = Vec::with_capacity(2 + baggage.len());
         if let Some(ids) = &ids {
-            correlation.push(("trace_id", ids.trace_id()));
-            correlation.push(("span_id", ids.span_id()));
+            let (trace_id, span_id) = ids.trace_and_span_id();
+            correlation.push(("trace_id", trace_id));
+            correlation.push(("span_id", span_id));
         }
         correlation.extend(baggage);
 
@@ -213,31 +214,29 @@ impl EventFormat {
     }
 }
 
-/// A line's trace and span ids as lowercase hex, in fixed buffers: every line written inside a
+/// A line's trace and span ids as lowercase hex, in one fixed buffer: every line written inside a
 /// request carries them, and `to_string` made two `String`s and two trips through `fmt` a line.
 /// The trace id of every answer (`current_trace_id`) comes from here too.
-pub(super) struct HexIds {
-    trace_id: [u8; 32],
-    span_id: [u8; 16],
-}
+pub(super) struct HexIds([u8; 48]);
 
 impl HexIds {
     pub(super) fn new(span_context: &SpanContext) -> Self {
-        let mut ids = HexIds {
-            trace_id: [0; 32],
-            span_id: [0; 16],
-        };
-        encode_lower_hex(&span_context.trace_id().to_bytes(), &mut ids.trace_id);
-        encode_lower_hex(&span_context.span_id().to_bytes(), &mut ids.span_id);
-        ids
+        let mut digits = [0; 48];
+        let (trace_id, span_id) = digits.split_at_mut(32);
+        encode_lower_hex(&span_context.trace_id().to_bytes(), trace_id);
+        encode_lower_hex(&span_context.span_id().to_bytes(), span_id);
+        HexIds(digits)
     }
 
     pub(super) fn trace_id(&self) -> &str {
-        std::str::from_utf8(&self.trace_id).expect("hex digits")
+        std::str::from_utf8(&self.0[..32]).expect("hex digits")
     }
 
-    fn span_id(&self) -> &str {
-        std::str::from_utf8(&self.span_id).expect("hex digits")
+    /// The trace id and the span id, checked as text once for both.
+    fn trace_and_span_id(&self) -> (&str, &str) {
+        std::str::from_utf8(&self.0)
+            .expect("hex digits")
+            .split_at(32)
     }
 }
 
