@@ -217,26 +217,29 @@ impl EventFormat {
 /// A line's trace and span ids as lowercase hex, in one fixed buffer: every line written inside a
 /// request carries them, and `to_string` made two `String`s and two trips through `fmt` a line.
 /// The trace id of every answer (`current_trace_id`) comes from here too.
-pub(super) struct HexIds([u8; 48]);
+pub(super) struct HexIds([u8; TRACE_ID_DIGITS + SPAN_ID_DIGITS]);
+
+const TRACE_ID_DIGITS: usize = 32;
+const SPAN_ID_DIGITS: usize = 16;
 
 impl HexIds {
     pub(super) fn new(span_context: &SpanContext) -> Self {
-        let mut digits = [0; 48];
-        let (trace_id, span_id) = digits.split_at_mut(32);
+        let mut digits = [0; TRACE_ID_DIGITS + SPAN_ID_DIGITS];
+        let (trace_id, span_id) = digits.split_at_mut(TRACE_ID_DIGITS);
         encode_lower_hex(&span_context.trace_id().to_bytes(), trace_id);
         encode_lower_hex(&span_context.span_id().to_bytes(), span_id);
         HexIds(digits)
     }
 
     pub(super) fn trace_id(&self) -> &str {
-        std::str::from_utf8(&self.0[..32]).expect("hex digits")
+        std::str::from_utf8(&self.0[..TRACE_ID_DIGITS]).expect("hex digits")
     }
 
     /// The trace id and the span id, checked as text once for both.
     fn trace_and_span_id(&self) -> (&str, &str) {
         std::str::from_utf8(&self.0)
             .expect("hex digits")
-            .split_at(32)
+            .split_at(TRACE_ID_DIGITS)
     }
 }
 
