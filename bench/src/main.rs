@@ -625,8 +625,22 @@ async fn measure(
             logs.display()
         );
     } else if unexpected > 0 && !plan.smoke {
+        // The reports of the phases that failed: how the requests failed (a status, a
+        // timeout, a refused connection) is in their outcome counts.
+        let failed: String = [
+            ("warm-up", Some(&warm)),
+            ("saturation", Some(&saturation)),
+            ("fixed rate", fixed.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(phase, report)| {
+            report
+                .filter(|r| r.unexpected > 0)
+                .map(|r| format!("{phase}: {r}"))
+        })
+        .collect();
         bail!(
-            "{}: {unexpected} requests failed ({phases}); see the logs in {}\n{saturation}",
+            "{}: {unexpected} requests failed ({phases}); see the logs in {}\n{failed}",
             scenario.name,
             logs.display()
         );
