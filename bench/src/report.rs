@@ -365,19 +365,27 @@ impl Results<'_> {
 
     /// Dropped spans, added RSS, and the flow against the database-only ceiling.
     fn span_and_memory_checks(&self, checks: &mut Vec<Check>) {
-        let lost_fixed: u64 = self
-            .runs("on")
+        // The target's 80% of saturation lies between the two loads the benchmark runs: the
+        // fixed rate (70%) and saturation itself. None dropped at either covers it; drops at
+        // saturation alone are allowed ("counted, never blocking"), but then leave 80% open.
+        let runs = self.runs("on");
+        let lost_saturation: u64 = runs.iter().map(|m| m.spans_lost_saturation).sum();
+        let lost_fixed: u64 = runs
             .iter()
             .map(|m| m.spans_lost - m.spans_lost_saturation)
             .sum();
         checks.push(Check {
-            target: format!(
-                "100% sampled: zero spans dropped at the fixed rate ({:.0}/s, 70% of saturation), every round",
+            target: "100% sampled: zero spans dropped at 80% of saturation (run at 70% and at saturation), every round".to_owned(),
+            measured: format!(
+                "{lost_fixed} dropped at {:.0}/s, {lost_saturation} at saturation",
                 self.fixed_rate
             ),
-            measured: format!("{lost_fixed} dropped"),
-            pass: lost_fixed == 0,
-            margin: format!("{lost_fixed} over"),
+            pass: lost_fixed == 0 && lost_saturation == 0,
+            margin: if lost_fixed == 0 && lost_saturation > 0 {
+                "not resolved: none dropped at 70%, some at saturation, 80% not run".to_owned()
+            } else {
+                format!("{lost_fixed} over")
+            },
         });
         for binary in Binary::ALL {
             let rss = |m: &Measurement| {
@@ -830,6 +838,36 @@ mod tests {
             ..results(&[], measurements, None)
         }
         .checks()
+    }
+
+    #[test]
+    fn spans_dropped_at_80_percent_are_known_only_when_none_drop_at_saturation() {
+        // (dropped during saturation, dropped in all): what the target's row then says.
+        let cases = [
+            ((0, 0), true, "0 over"),
+            ((0, 3), false, "3 over"),
+            (
+                (5, 5),
+                false,
+                "not resolved: none dropped at 70%, some at saturation, 80% not run",
+            ),
+            ((5, 7), false, "2 over"),
+        ];
+        for ((at_saturation, all), pass, margin) in cases {
+            let on = Measurement {
+                spans_lost: all,
+                spans_lost_saturation: at_saturation,
+                ..measurement("on", 950.0, 520, 12)
+            };
+            let checks = checks_over_rounds(&[measurement("off", 1000.0, 500, 10), on]);
+            let dropped = check(&checks, "100% sampled: zero spans dropped at 80%");
+            assert_eq!(
+                (dropped.pass, dropped.margin.as_str()),
+                (pass, margin),
+                "{at_saturation} at saturation, {all} in all: {}",
+                dropped.measured
+            );
+        }
     }
 
     #[test]
