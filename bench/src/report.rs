@@ -593,7 +593,8 @@ impl Results<'_> {
             Stack::Rust => spans(|m| m.spans_lost).to_string(),
             Stack::Python => "not counted".into(),
         };
-        // Only a Python run gets here with failed requests: a Rust one ends the benchmark.
+        // A Python run's failed requests, or a Rust run's that timed out at the fixed rate:
+        // any other failure of a Rust run ends the benchmark.
         let failed = match spans(|m| m.unexpected) {
             0 => String::new(),
             n => format!(", {n} requests failed"),
