@@ -401,8 +401,65 @@ impl Plan {
 struct Rounds {
     measurements: Vec<Measurement>,
     ceilings: Vec<f64>,
-    /// The open loop's rate: 70% of the first round's tracing-off saturation.
+    /// The open loop's rate: 70% of tracing off's saturation, from [`calibrate`].
     fixed_rate: Option<f64>,
+}
+
+/// Closed-loop phases of tracing off that set the open loop's rate, before the rounds.
+pub(crate) const CALIBRATION_PHASES: usize = 3;
+
+/// The rate of every scenario's open loop: 70% of tracing off's saturation, the median of
+/// [`CALIBRATION_PHASES`] phases on one tracing-off system. One phase, as the first round's
+/// was, set it from whatever the machine did in those seconds: a round at 1 490 req/s, where
+/// tracing off's three read 1 241-1 490, put the open loop at 1 043 req/s, 87% of what the
+/// traced rounds could serve (their median) and above their slowest, and their latency and
+/// memory measured a queue (RESULTS, "Reading the run of 2026-12-04 04:35 UTC").
+async fn calibrate(plan: &Plan) -> anyhow::Result<f64> {
+    let off = &SCENARIOS[0];
+    debug_assert_eq!(off.key, "off");
+    let system = System::start(
+        off.env,
+        &plan.logs.join("calibration"),
+        &system::workspace_binary,
+    )
+    .await?;
+    let target = system.gateway_url().to_owned();
+    let closed = Mode::Closed {
+        concurrency: plan.concurrency,
+    };
+    let ignore = |_: &loadgen::Progress| {};
+    loadgen::run(
+        &load(&target, closed, plan.warm_up, off.keepalive),
+        std::future::pending(),
+        ignore,
+    )
+    .await?;
+    let mut rates = Vec::with_capacity(CALIBRATION_PHASES);
+    for _ in 0..CALIBRATION_PHASES {
+        let phase = loadgen::run(
+            &load(&target, closed, plan.phase, off.keepalive),
+            std::future::pending(),
+            ignore,
+        )
+        .await?;
+        if phase.unexpected > 0 && !plan.smoke {
+            bail!("calibration: {} requests failed\n{phase}", phase.unexpected);
+        }
+        rates.push(phase.throughput());
+    }
+    system.stop()?;
+    rates.sort_by(f64::total_cmp);
+    let median = rates[rates.len() / 2];
+    eprintln!(
+        "bench: calibration: tracing off at {} req/s, the open loop at {:.0}",
+        rates
+            .iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(" / "),
+        median * 0.7
+    );
+    Ok((median * 0.7).max(1.0))
 }
 
 /// Every scenario once per round, interleaved, so drift on the machine hits them all alike.
@@ -414,7 +471,7 @@ async fn run_rounds(plan: &Plan) -> anyhow::Result<Rounds> {
     let mut rounds = Rounds {
         measurements: Vec::new(),
         ceilings: Vec::new(),
-        fixed_rate: None,
+        fixed_rate: Some(calibrate(plan).await?),
     };
     for round in 1..=plan.rounds {
         for scenario in &SCENARIOS {
@@ -424,9 +481,6 @@ async fn run_rounds(plan: &Plan) -> anyhow::Result<Rounds> {
             eprintln!("bench: round {round}/{}: {}", plan.rounds, scenario.name);
             let (m, ceiling) =
                 measure(plan, scenario, round, rounds.fixed_rate, pgbench.as_deref()).await?;
-            if scenario.key == "off" && rounds.fixed_rate.is_none() {
-                rounds.fixed_rate = Some((m.saturation_rps * 0.7).max(1.0));
-            }
             eprintln!("bench:   {}", m.one_line());
             rounds.measurements.push(m);
             rounds.ceilings.extend(ceiling);

@@ -426,22 +426,27 @@ impl Results<'_> {
         }
     }
 
-    pub(crate) fn markdown(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(out, "{}", machine());
-        let _ = writeln!(
-            out,
+    /// The line under the machine's: the command and how the run was set up.
+    fn setup_line(&self) -> String {
+        format!(
             "`{}`: {} round(s), scenarios interleaved; {} s per phase; closed loop at {} in flight; \
-             fixed rate {:.0} req/s (70% of the first tracing-off saturation); processor latency 0; \
-             OTLP/HTTP (protobuf) export to a receiver in its own process, unless a row says \
-             gRPC; {:.0} s in all.\n",
+             fixed rate {:.0} req/s (70% of tracing off's saturation, the median of {} \
+             calibration phases before the rounds); processor latency 0; OTLP/HTTP (protobuf) \
+             export to a receiver in its own process, unless a row says gRPC; {:.0} s in all.\n",
             self.command,
             self.rounds,
             self.phase.as_secs(),
             self.concurrency,
             self.fixed_rate,
+            crate::CALIBRATION_PHASES,
             self.elapsed.as_secs_f64()
-        );
+        )
+    }
+
+    pub(crate) fn markdown(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "{}", machine());
+        let _ = writeln!(out, "{}", self.setup_line());
         let _ = writeln!(
             out,
             "| scenario | saturation req/s | vs off | p50 / p90 / p99 / p99.9 ms at {:.0}/s | service CPU ms/req (gateway / order / payment) | Postgres CPU ms/req | loadgen / receiver CPU ms/req | peak RSS MiB (gateway / order / payment) | spans expected / received / dropped |",
