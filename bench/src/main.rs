@@ -12,7 +12,8 @@
 //!
 //! 1. throughput at saturation: a closed loop, the same concurrency for every scenario;
 //! 2. latency at a fixed offered rate: an open loop at 70% of the tracing-off saturation
-//!    (measured in the first round), latency from each request's intended send time;
+//!    (the median of three phases measured before the rounds, [`calibrate`]), latency from
+//!    each request's intended send time;
 //!
 //! and, over phase 1, CPU time per request of every process (each service, the Postgres
 //! backends serving the database, the load generator, the receiver), each service's peak
