@@ -282,6 +282,7 @@ async fn benchmark(cli: &Cli) -> anyhow::Result<ExitCode> {
     let Rounds {
         measurements,
         ceilings,
+        ceiling_postgres_ms,
         fixed_rate,
     } = run_rounds(&plan).await?;
     let results = report::Results {
@@ -289,6 +290,7 @@ async fn benchmark(cli: &Cli) -> anyhow::Result<ExitCode> {
         measurements: &measurements,
         python_skipped: plan.python.as_ref().err().map(String::as_str),
         ceilings: &ceilings,
+        ceiling_postgres_ms: &ceiling_postgres_ms,
         fixed_rate: fixed_rate.unwrap_or(0.0),
         rounds: plan.rounds,
         phase: plan.phase,
@@ -398,10 +400,21 @@ impl Plan {
     }
 }
 
+/// One pgbench run beside a tracing-off round.
+struct Ceiling {
+    /// Transactions (orders) a second.
+    tps: f64,
+    /// Postgres's CPU time a transaction.
+    postgres_cpu: Option<Duration>,
+}
+
 /// What the interleaved rounds measured.
 struct Rounds {
     measurements: Vec<Measurement>,
+    /// The pgbench runs' transactions a second.
     ceilings: Vec<f64>,
+    /// Postgres's CPU time a pgbench transaction, in ms, where it was measured.
+    ceiling_postgres_ms: Vec<f64>,
     /// The open loop's rate: 70% of tracing off's saturation, from [`calibrate`].
     fixed_rate: Option<f64>,
 }
@@ -472,6 +485,7 @@ async fn run_rounds(plan: &Plan) -> anyhow::Result<Rounds> {
     let mut rounds = Rounds {
         measurements: Vec::new(),
         ceilings: Vec::new(),
+        ceiling_postgres_ms: Vec::new(),
         fixed_rate: Some(calibrate(plan).await?),
     };
     for round in 1..=plan.rounds {
@@ -484,7 +498,12 @@ async fn run_rounds(plan: &Plan) -> anyhow::Result<Rounds> {
                 measure(plan, scenario, round, rounds.fixed_rate, pgbench.as_deref()).await?;
             eprintln!("bench:   {}", m.one_line());
             rounds.measurements.push(m);
-            rounds.ceilings.extend(ceiling);
+            if let Some(ceiling) = ceiling {
+                rounds.ceilings.push(ceiling.tps);
+                rounds
+                    .ceiling_postgres_ms
+                    .extend(ceiling.postgres_cpu.map(|cpu| cpu.as_secs_f64() * 1000.0));
+            }
         }
     }
     Ok(rounds)
@@ -557,7 +576,7 @@ async fn measure(
     round: u32,
     fixed_rate: Option<f64>,
     pgbench: Option<&std::path::Path>,
-) -> anyhow::Result<(Measurement, Option<f64>)> {
+) -> anyhow::Result<(Measurement, Option<Ceiling>)> {
     let logs = plan.logs.join(format!("round{round}-{}", scenario.key));
     let system = match (scenario.stack, &plan.python) {
         (Stack::Rust, _) => System::start(scenario.env, &logs, &system::workspace_binary).await?,
@@ -646,13 +665,7 @@ async fn measure(
         .collect();
 
     let ceiling = match (scenario.key, pgbench) {
-        ("off", Some(pgbench)) => Some(pgbench::run(
-            pgbench,
-            system.db.url(),
-            plan.concurrency,
-            plan.phase,
-            &plan.work,
-        )?),
+        ("off", Some(pgbench)) => Some(ceiling(plan, pgbench, &system, &pids).await?),
         _ => None,
     };
 
@@ -721,6 +734,45 @@ async fn measure(
         unexpected,
     };
     Ok((m, ceiling))
+}
+
+/// The database-only ceiling on `system`'s database, and Postgres's CPU time a transaction
+/// while pgbench ran: what its backends used, which exit with pgbench and are then counted in
+/// the postmaster's time for the children it has waited for (`None` without a backend of the
+/// flow's to find the postmaster by).
+async fn ceiling(
+    plan: &Plan,
+    pgbench: &std::path::Path,
+    system: &System,
+    pids: &Pids,
+) -> anyhow::Result<Ceiling> {
+    let postmaster = pids.postgres.iter().find_map(|p| procfs::parent(*p));
+    let waited_for = || postmaster.and_then(procfs::children_cpu_time);
+    let before = waited_for();
+    let run = pgbench::run(
+        pgbench,
+        system.db.url(),
+        plan.concurrency,
+        plan.phase,
+        &plan.work,
+    )?;
+    // pgbench has exited; its backends go a moment later, and only then is their time the
+    // postmaster's.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while system.postgres_backends().await?.len() > pids.postgres.len() && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let postgres_cpu = before
+        .zip(waited_for())
+        .filter(|_| run.transactions > 0)
+        .map(|(before, after)| {
+            after.saturating_sub(before) / u32::try_from(run.transactions).unwrap_or(u32::MAX)
+        });
+    Ok(Ceiling {
+        tps: run.tps,
+        postgres_cpu,
+    })
 }
 
 /// Whether the only requests that failed are the open loop's, and all of them timed out: the

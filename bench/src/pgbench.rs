@@ -39,15 +39,23 @@ pub(crate) fn find() -> Option<std::path::PathBuf> {
     found.pop()
 }
 
-/// Runs the script against `database_url` with `clients` connections for `duration`, and
-/// returns the transactions (orders) per second.
+/// What one pgbench run did.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Run {
+    /// Transactions (orders) a second.
+    pub tps: f64,
+    /// Transactions it completed.
+    pub transactions: u64,
+}
+
+/// Runs the script against `database_url` with `clients` connections for `duration`.
 pub(crate) fn run(
     pgbench: &Path,
     database_url: &str,
     clients: usize,
     duration: Duration,
     work: &Path,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<Run> {
     let script = work.join("order.sql");
     std::fs::write(&script, SCRIPT).with_context(|| format!("writing {}", script.display()))?;
     let output = Command::new(pgbench)
@@ -69,7 +77,21 @@ pub(crate) fn run(
             String::from_utf8_lossy(&output.stderr).trim()
         );
     }
-    parse_tps(&stdout).with_context(|| format!("no tps in pgbench's output:\n{stdout}"))
+    let tps =
+        parse_tps(&stdout).with_context(|| format!("no tps in pgbench's output:\n{stdout}"))?;
+    let transactions = parse_transactions(&stdout)
+        .with_context(|| format!("no transaction count in pgbench's output:\n{stdout}"))?;
+    Ok(Run { tps, transactions })
+}
+
+/// The `number of transactions actually processed: N` line (`N/M` with a transaction limit).
+fn parse_transactions(output: &str) -> Option<u64> {
+    output.lines().find_map(|line| {
+        let rest = line
+            .trim()
+            .strip_prefix("number of transactions actually processed: ")?;
+        rest.split('/').next()?.trim().parse().ok()
+    })
 }
 
 /// The `tps = N (without initial connection time)` line.
@@ -93,5 +115,12 @@ mod tests {
                       tps = 3645.123456 (without initial connection time)\n";
         assert_eq!(parse_tps(output), Some(3_645.123_456));
         assert_eq!(parse_tps("pgbench: error"), None);
+        let counted = "number of transactions actually processed: 29161\n";
+        assert_eq!(parse_transactions(counted), Some(29_161));
+        assert_eq!(
+            parse_transactions("number of transactions actually processed: 100/100\n"),
+            Some(100)
+        );
+        assert_eq!(parse_transactions(output), None);
     }
 }

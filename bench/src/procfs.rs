@@ -37,6 +37,39 @@ fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// The parent of `pid`, or `None` if it is gone.
+pub(crate) fn parent(pid: u32) -> Option<u32> {
+    parse_parent(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The CPU time of the children `pid` has waited for (cutime + cstime): for the Postgres
+/// postmaster, that of every backend that has exited, whose own `/proc` entry is gone.
+pub(crate) fn children_cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(Duration::from_secs_f64(
+        parse_children_ticks(&stat)? as f64 / ticks_per_second() as f64,
+    ))
+}
+
+/// The fields of a `/proc/<pid>/stat` line from field 3 (the state) on, counted from the last
+/// `)`, as [`parse_cpu_ticks`] does.
+fn stat_fields(stat: &str) -> Option<Vec<&str>> {
+    Some(stat[stat.rfind(')')? + 1..].split_whitespace().collect())
+}
+
+/// Field 4, ppid.
+fn parse_parent(stat: &str) -> Option<u32> {
+    stat_fields(stat)?.get(1)?.parse().ok()
+}
+
+/// Fields 16 and 17, cutime + cstime.
+fn parse_children_ticks(stat: &str) -> Option<u64> {
+    let fields = stat_fields(stat)?;
+    let user: u64 = fields.get(13)?.parse().ok()?;
+    let system: u64 = fields.get(14)?.parse().ok()?;
+    Some(user + system)
+}
+
 /// A field of `/proc/<pid>/status` in KiB, e.g. `VmHWM` (peak resident set) or `VmRSS`.
 pub(crate) fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -83,6 +116,15 @@ mod tests {
                     250 75 0 0 20 0 9 0 100 1000000 2000 18446744073709551615";
         assert_eq!(parse_cpu_ticks(stat), Some(325));
         assert_eq!(parse_cpu_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn the_parent_and_the_waited_for_childrens_ticks_are_fields_4_16_and_17() {
+        let stat = "1234 (postgres: orders (x)) S 812 1234 1234 0 -1 4194304 500 0 0 0 \
+                    250 75 4000 600 20 0 9 0 100 1000000 2000 18446744073709551615";
+        assert_eq!(parse_parent(stat), Some(812));
+        assert_eq!(parse_children_ticks(stat), Some(4_600));
+        assert_eq!(parse_children_ticks("1 (short) S 1"), None);
     }
 
     #[test]

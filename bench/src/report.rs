@@ -150,6 +150,8 @@ pub(crate) struct Results<'a> {
     /// packages), when it did not: its rows then say so instead of failing the run.
     pub python_skipped: Option<&'a str>,
     pub ceilings: &'a [f64],
+    /// Postgres's CPU time a pgbench transaction, in ms, for each ceiling measured with it.
+    pub ceiling_postgres_ms: &'a [f64],
     pub fixed_rate: f64,
     pub rounds: u32,
     pub phase: Duration,
@@ -500,7 +502,7 @@ impl Results<'_> {
         let on = self.median("on", |m| Some(m.saturation_rps));
         let off = off_sat;
         Some(format!(
-            "| the flow's five statements alone (pgbench, prepared, {} clients) | {} | {} | | | | | | |",
+            "| the flow's five statements alone (pgbench, prepared, {} clients) | {} | {} | | | {} | | | |",
             self.concurrency,
             ceiling.show(0),
             match (off, on) {
@@ -510,7 +512,9 @@ impl Results<'_> {
                     on / ceiling.median * 100.0
                 ),
                 _ => String::new(),
-            }
+            },
+            // What Postgres spent on a transaction, beside what it spent on an order above.
+            Spread::of(self.ceiling_postgres_ms).map_or(String::new(), |x| x.show(3)),
         ))
     }
 
@@ -819,6 +823,7 @@ mod tests {
         ];
         let results = Results {
             ceilings: &[1800.0],
+            ceiling_postgres_ms: &[0.5],
             ..results(&scenarios, &measurements, None)
         };
         let checks = results.checks();
@@ -978,6 +983,7 @@ mod tests {
             measurements,
             python_skipped,
             ceilings: &[],
+            ceiling_postgres_ms: &[],
             fixed_rate: 700.0,
             rounds: 1,
             phase: Duration::from_secs(1),
