@@ -470,7 +470,9 @@ impl Results<'_> {
              stack's tracing-off row. Spans are summed over the rounds; \"dropped\" is the SDKs' own \
              count (`spans_lost_total` in each service's `/metrics`), which the Python SDK does not \
              keep: there, expected minus received is what was lost. CPU is user+system time from \
-             `/proc` over the saturation phase, divided by the requests it completed. The Python \
+             `/proc` over the saturation phase, divided by the requests it completed; in the \
+             pgbench row, Postgres's per transaction (its backends' time, counted as they exit \
+             with pgbench). The Python \
              rows are the tutorial's Flask stack (`bench/python`) on the same database, receiver \
              and concurrency, at saturation only.\n"
         );
