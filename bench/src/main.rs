@@ -291,7 +291,7 @@ async fn benchmark(cli: &Cli) -> anyhow::Result<ExitCode> {
         python_skipped: plan.python.as_ref().err().map(String::as_str),
         ceilings: &ceilings,
         ceiling_postgres_ms: &ceiling_postgres_ms,
-        fixed_rate: fixed_rate.unwrap_or(0.0),
+        fixed_rate,
         rounds: plan.rounds,
         phase: plan.phase,
         concurrency: plan.concurrency,
@@ -416,7 +416,7 @@ struct Rounds {
     /// Postgres's CPU time a pgbench transaction, in ms, where it was measured.
     ceiling_postgres_ms: Vec<f64>,
     /// The open loop's rate: 70% of tracing off's saturation, from [`calibrate`].
-    fixed_rate: Option<f64>,
+    fixed_rate: f64,
 }
 
 /// Closed-loop phases of tracing off that set the open loop's rate, before the rounds.
@@ -486,7 +486,7 @@ async fn run_rounds(plan: &Plan) -> anyhow::Result<Rounds> {
         measurements: Vec::new(),
         ceilings: Vec::new(),
         ceiling_postgres_ms: Vec::new(),
-        fixed_rate: Some(calibrate(plan).await?),
+        fixed_rate: calibrate(plan).await?,
     };
     for round in 1..=plan.rounds {
         for scenario in &SCENARIOS {
@@ -574,7 +574,7 @@ async fn measure(
     plan: &Plan,
     scenario: &Scenario,
     round: u32,
-    fixed_rate: Option<f64>,
+    fixed_rate: f64,
     pgbench: Option<&std::path::Path>,
 ) -> anyhow::Result<(Measurement, Option<Ceiling>)> {
     let logs = plan.logs.join(format!("round{round}-{}", scenario.key));
@@ -635,15 +635,13 @@ async fn measure(
         .collect();
     let lost_saturation = spans_lost(&system, scenario, &http).await? - lost_before;
 
-    // The open loop only once the tracing-off rate is known (the first run measures it).
-    let rate = fixed_rate.unwrap_or((saturation.throughput() * 0.7).max(1.0));
     let fixed = if scenario.fixed_rate {
         Some(
             loadgen::run(
                 &load(
                     &target,
                     Mode::Open {
-                        rate,
+                        rate: fixed_rate,
                         max_in_flight: 4096,
                     },
                     plan.phase,
@@ -738,8 +736,9 @@ async fn measure(
 
 /// The database-only ceiling on `system`'s database, and Postgres's CPU time a transaction
 /// while pgbench ran: what its backends used, which exit with pgbench and are then counted in
-/// the postmaster's time for the children it has waited for (`None` without a backend of the
-/// flow's to find the postmaster by).
+/// the postmaster's time for the children it has waited for (with any other child that exited
+/// meanwhile, an autovacuum worker say; `None` without a backend of the flow's to find the
+/// postmaster by).
 async fn ceiling(
     plan: &Plan,
     pgbench: &std::path::Path,
@@ -748,19 +747,23 @@ async fn ceiling(
 ) -> anyhow::Result<Ceiling> {
     let postmaster = pids.postgres.iter().find_map(|p| procfs::parent(*p));
     let waited_for = || postmaster.and_then(procfs::children_cpu_time);
+    let backends = system.postgres_backends().await?.len();
     let before = waited_for();
-    let run = pgbench::run(
-        pgbench,
-        system.db.url(),
-        plan.concurrency,
-        plan.phase,
-        &plan.work,
-    )?;
+    // pgbench runs for a whole phase: on a thread of its own, not a runtime worker.
+    let run = tokio::task::spawn_blocking({
+        let (pgbench, url, work) = (
+            pgbench.to_owned(),
+            system.db.url().to_owned(),
+            plan.work.clone(),
+        );
+        let (clients, phase) = (plan.concurrency, plan.phase);
+        move || pgbench::run(&pgbench, &url, clients, phase, &work)
+    })
+    .await??;
     // pgbench has exited; its backends go a moment later, and only then is their time the
     // postmaster's.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while system.postgres_backends().await?.len() > pids.postgres.len() && Instant::now() < deadline
-    {
+    while system.postgres_backends().await?.len() > backends && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let postgres_cpu = before
