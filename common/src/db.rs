@@ -22,7 +22,13 @@
 //! A failed statement marks its span ERROR with an `exception` event (see
 //! [`record_failure`]).
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    collections::VecDeque,
+    fmt,
+    future::Future,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::{Duration, Instant},
+};
 
 use sqlx::{
     Connection, Postgres,
@@ -96,7 +102,61 @@ struct Target {
 #[derive(Clone, Debug)]
 pub struct Database {
     pool: PgPool,
-    target: Arc<Target>,
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    target: Target,
+    warm: Mutex<Warm>,
+    settings: PoolSettings,
+}
+
+/// Connections whose last statement completed, kept out of sqlx's pool for a moment.
+///
+/// sqlx pings every connection that comes back to its pool (`PoolConnection::return_to_pool`
+/// in `sqlx-core`: a task of its own and a round trip to Postgres, which it has no switch
+/// for). The ping is there for a connection left mid-protocol by a cancelled statement, and to
+/// find a broken one; a connection whose statement has just completed is neither, so it waits
+/// here instead and the next session takes it back with no round trip at all. It is still
+/// sqlx's: checked out of its pool, counted against `max_connections`.
+///
+/// Newest last: a session takes the connection used most recently, so under a light load the
+/// same few stay in use. One unused for [`PoolSettings::ping_when_idle_for`] goes back to sqlx's
+/// pool (and through its ping), where its `before_acquire` check and idle timeout apply as
+/// before; so does one out of sqlx's pool for [`PoolSettings::recheck_every`], whatever its
+/// use. While a session waits on sqlx's pool for a connection, those coming back go to sqlx,
+/// which hands them to the waiting: none sits here while a session waits for one.
+#[derive(Default)]
+struct Warm {
+    /// Each with when it was last used.
+    connections: VecDeque<(Held, Instant)>,
+    /// Sessions waiting on sqlx's pool ([`Waiting`]).
+    waiting: usize,
+}
+
+impl fmt::Debug for Warm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Warm")
+            .field("connections", &self.connections.len())
+            .field("waiting", &self.waiting)
+            .finish()
+    }
+}
+
+/// A connection out of sqlx's pool, and since when.
+struct Held {
+    connection: PoolConnection<Postgres>,
+    taken: Instant,
+}
+
+/// A session counted as waiting on sqlx's pool, until it has a connection or gives up.
+struct Waiting<'db>(&'db Database);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.warm().waiting -= 1;
+    }
 }
 
 /// Pool sizing and timeouts: no query waits forever, for a connection or for a lock.
@@ -117,8 +177,13 @@ pub struct PoolSettings {
     /// connection the server or a proxy closed meanwhile is found out and replaced. A
     /// connection that breaks while in use, or within the window, fails its statement (503,
     /// `database_unavailable`), and sqlx closes it when it comes back to the pool (it pings
-    /// every connection on its way back).
+    /// every connection on its way back). Also how long a connection whose statements
+    /// completed is kept for the next session without that ping (see [`Session`]).
     pub ping_when_idle_for: Duration,
+    /// `DATABASE_RECHECK_MS`: a connection kept for the next session goes back through sqlx's
+    /// pool instead once it has been out of it this long, so that sqlx still pings it on the
+    /// way back and closes it past its lifetime limit, however busy it is.
+    pub recheck_every: Duration,
 }
 
 impl Default for PoolSettings {
@@ -135,6 +200,7 @@ impl PoolSettings {
             acquire_timeout: vars.millis(&shared::DATABASE_ACQUIRE_TIMEOUT_MS)?,
             statement_timeout: vars.millis(&shared::DATABASE_STATEMENT_TIMEOUT_MS)?,
             ping_when_idle_for: vars.millis(&shared::DATABASE_PING_IDLE_MS)?,
+            recheck_every: vars.millis(&shared::DATABASE_RECHECK_MS)?,
         })
     }
 }
@@ -177,12 +243,99 @@ impl Database {
             .connect_lazy_with(options);
         Database {
             pool,
-            target: Arc::new(target),
+            shared: Arc::new(Shared {
+                target,
+                warm: Mutex::default(),
+                settings,
+            }),
         }
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Connections ready for a statement: those sqlx's pool holds idle, and those that came
+    /// back from a statement moments ago (see [`Session`]).
+    pub fn num_idle(&self) -> usize {
+        self.warm().connections.len() + self.pool.num_idle()
+    }
+
+    /// Closes the pool, waiting for every connection in use to come back first. The
+    /// connections kept warm go back to sqlx's pool before it closes, so none is waited for.
+    pub async fn close(&self) {
+        drop(std::mem::take(&mut self.warm().connections));
+        self.pool.close().await;
+    }
+
+    fn warm(&self) -> MutexGuard<'_, Warm> {
+        // Nothing panics while holding it: a poisoned lock still holds whole connections.
+        self.shared
+            .warm
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The connection used most recently, if one was used within the window; otherwise the
+    /// session is counted as waiting on sqlx's pool, and any stale ones go back to it.
+    fn take_warm(&self) -> Result<Held, Waiting<'_>> {
+        let mut warm = self.warm();
+        // Pushed in time order, so if the newest is stale, all are.
+        if let Some((_, since)) = warm.connections.back()
+            && since.elapsed() < self.shared.settings.ping_when_idle_for
+            && let Some((held, _)) = warm.connections.pop_back()
+        {
+            return Ok(held);
+        }
+        let stale = std::mem::take(&mut warm.connections);
+        warm.waiting += 1;
+        drop(warm);
+        drop(stale);
+        Err(Waiting(self))
+    }
+
+    /// A connection for a session: one kept warm, or one from sqlx's pool.
+    ///
+    /// sqlx's acquire future holds, inline, everything it takes to open a new connection: some
+    /// kilobytes, which every future that awaits it (the handler's, up to the task) would carry
+    /// and copy each time it is moved. Boxed, it is one allocation when a session starts, as on
+    /// sqlx's own path for a statement run on the pool.
+    async fn acquire(&self) -> Result<Held, sqlx::Error> {
+        match self.take_warm() {
+            Ok(held) => Ok(held),
+            Err(waiting) => {
+                let connection = Box::pin(self.pool.acquire()).await;
+                drop(waiting);
+                Ok(Held {
+                    connection: connection?,
+                    taken: Instant::now(),
+                })
+            }
+        }
+    }
+
+    /// Keeps a connection whose statements completed for the next session, or gives it back
+    /// to sqlx's pool: while a session waits there, once it is due for sqlx's check, or when
+    /// the pool is closing. The oldest kept goes back once stale.
+    fn keep_warm(&self, held: Held) {
+        let settings = &self.shared.settings;
+        let mut warm = self.warm();
+        if warm.waiting > 0
+            || held.taken.elapsed() >= settings.recheck_every
+            || self.pool.is_closed()
+        {
+            drop(warm);
+            drop(held);
+            return;
+        }
+        let stale = warm
+            .connections
+            .front()
+            .is_some_and(|(_, since)| since.elapsed() >= settings.ping_when_idle_for)
+            .then(|| warm.connections.pop_front());
+        warm.connections.push_back((held, Instant::now()));
+        drop(warm);
+        drop(stale);
     }
 
     /// Applies the migrations that have not run yet. Safe when several services start at
@@ -266,6 +419,7 @@ impl Database {
         Session {
             db: self,
             connection: None,
+            settled: false,
         }
     }
 
@@ -277,17 +431,18 @@ impl Database {
         run: impl Future<Output = Result<T, sqlx::Error>>,
         returned_rows: impl FnOnce(&T) -> u64,
     ) -> Result<T, sqlx::Error> {
+        let target = &self.shared.target;
         let span = tracing::info_span!(
             "db statement",
             otel.name = statement.name,
             otel.kind = "client",
             db.system.name = "postgresql",
-            db.namespace = self.target.namespace.as_str(),
+            db.namespace = target.namespace.as_str(),
             db.operation.name = statement.operation,
             db.collection.name = statement.collection,
             db.query.text = statement.text,
-            server.address = self.target.address.as_str(),
-            server.port = i64::from(self.target.port),
+            server.address = target.address.as_str(),
+            server.port = i64::from(target.port),
             db.response.returned_rows = Empty,
             db.response.status_code = Empty,
         );
@@ -317,18 +472,22 @@ impl Database {
 
 /// Statements that run one after another on one pooled connection.
 ///
-/// A statement run on the pool takes a connection and gives it back, and sqlx pings every
-/// connection on its way back (a round trip to Postgres, which it has no switch for). Statements
-/// that run back to back, with nothing slow between them, share one connection and one trip
-/// back. The connection is taken by the first statement, inside that statement's span (so a
-/// wait for it shows there), and goes back when the session is dropped. A statement that fails
-/// lets its connection go, so the next one starts on a connection the pool has checked.
+/// The connection is taken by the first statement, inside that statement's span (so a wait
+/// for it shows there), and is kept until the session is dropped. Statements that run back to
+/// back, with nothing slow between them, share it. A statement that fails, or is cancelled
+/// before it completes, lets its connection go back to sqlx's pool, whose ping closes it if it
+/// is broken, and the next statement takes another. When the session is dropped after its
+/// statements completed, the connection is kept for the next session (see [`Warm`]): a
+/// connection that has just answered needs no ping.
 ///
 /// Drop the session before anything slow, a call to another service above all: a connection
 /// held across it is one the other requests cannot have.
 pub struct Session<'db> {
     db: &'db Database,
-    connection: Option<PoolConnection<Postgres>>,
+    connection: Option<Held>,
+    /// Whether the connection's last statement completed: one cancelled midway may have left
+    /// it mid-protocol.
+    settled: bool,
 }
 
 impl Session<'_> {
@@ -389,19 +548,28 @@ impl Session<'_> {
         .await
     }
 
-    /// Runs `query` on the session's connection, in the statement's span. After a failure the
-    /// connection may be broken or mid-protocol, so it goes back to the pool, whose ping
-    /// closes it if so, and the next statement takes another.
+    /// Runs `query` on the session's connection, in the statement's span. A failed statement
+    /// may leave its connection broken, and a cancelled one (its future dropped) mid-protocol:
+    /// either way the connection goes back to sqlx's pool, not to the next statement.
     async fn run<T>(
         &mut self,
         statement: &Statement,
         returned_rows: impl FnOnce(&T) -> u64,
         query: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
     ) -> Result<T, sqlx::Error> {
-        let slot = &mut self.connection;
-        let pool = &self.db.pool;
-        let run = async move { query(connection(slot, pool).await?).await };
-        let result = self.db.traced(statement, run, returned_rows).await;
+        let db = self.db;
+        let (slot, settled) = (&mut self.connection, &mut self.settled);
+        let run = async move {
+            let held = match slot.take() {
+                Some(held) => held,
+                None => db.acquire().await?,
+            };
+            *settled = false;
+            let result = query(&mut slot.insert(held).connection).await;
+            *settled = result.is_ok();
+            result
+        };
+        let result = db.traced(statement, run, returned_rows).await;
         if result.is_err() {
             self.connection = None;
         }
@@ -409,21 +577,15 @@ impl Session<'_> {
     }
 }
 
-/// The session's connection, taken from the pool the first time.
-///
-/// sqlx's acquire future holds, inline, everything it takes to open a new connection: some
-/// kilobytes, which every future that awaits it (the handler's, up to the task) would carry
-/// and copy each time it is moved. Boxed, it is one allocation when a session starts, as on
-/// sqlx's own path for a statement run on the pool.
-async fn connection<'c>(
-    slot: &'c mut Option<PoolConnection<Postgres>>,
-    pool: &PgPool,
-) -> Result<&'c mut PgConnection, sqlx::Error> {
-    let connection = match slot.take() {
-        Some(connection) => connection,
-        None => Box::pin(pool.acquire()).await?,
-    };
-    Ok(&mut **slot.insert(connection))
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        // Dropped otherwise: back to sqlx's pool, whose ping waits out a cut-off statement.
+        if let Some(held) = self.connection.take()
+            && self.settled
+        {
+            self.db.keep_warm(held);
+        }
+    }
 }
 
 /// A low-cardinality `error.type` for errors that carry no SQLSTATE.
@@ -510,6 +672,7 @@ mod tests {
             ("DATABASE_ACQUIRE_TIMEOUT_MS", "250"),
             ("DATABASE_STATEMENT_TIMEOUT_MS", "900"),
             ("DATABASE_PING_IDLE_MS", "1200"),
+            ("DATABASE_RECHECK_MS", "30000"),
         ]))
         .expect("valid settings");
         assert_eq!(
@@ -519,6 +682,7 @@ mod tests {
                 acquire_timeout: Duration::from_millis(250),
                 statement_timeout: Duration::from_millis(900),
                 ping_when_idle_for: Duration::from_millis(1200),
+                recheck_every: Duration::from_secs(30),
             }
         );
         assert_eq!(

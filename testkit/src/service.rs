@@ -97,7 +97,7 @@ impl InProcess {
     /// Closes the pool; see the field's comment.
     pub async fn close(&self) {
         if let Some(db) = &self.db {
-            db.pool().close().await;
+            db.close().await;
         }
     }
 }

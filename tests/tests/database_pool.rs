@@ -4,7 +4,10 @@
 //! statement pays a second round trip under load. A statement that meets a connection closed
 //! within that window fails as unavailable (the services answer 503), and the next statement
 //! gets a new connection. Statements of one [`Session`] share a connection until the session
-//! ends, or until one of them fails.
+//! ends, or until one of them fails. A connection whose statements completed is kept for the
+//! next session without sqlx's ping on the way back, unless a session is waiting on sqlx's pool
+//! for one, or it has been out of sqlx's pool for `DATABASE_RECHECK_MS`; one whose statement
+//! was cut off goes through that ping.
 
 use std::time::{Duration, Instant};
 
@@ -17,14 +20,20 @@ use testkit::db::TestDatabase;
 
 const BACKEND_PID: Statement = Statement::new("SELECT backend", "SELECT pg_backend_pid()");
 
+const SLEEP: Statement = Statement::new("SELECT sleep", "SELECT pg_sleep(2)");
+
 /// A pool of one connection on `database`, as the services build theirs.
 fn pool_of_one(database: &TestDatabase) -> Database {
+    pool_of_one_with(database, PoolSettings::default())
+}
+
+fn pool_of_one_with(database: &TestDatabase, settings: PoolSettings) -> Database {
     let options: PgConnectOptions = database.url().parse().expect("the test database's URL");
     Database::connect_lazy(
         &Secret::new(options),
         PoolSettings {
             max_connections: 1,
-            ..PoolSettings::default()
+            ..settings
         },
     )
 }
@@ -44,12 +53,13 @@ async fn session_backend(session: &mut Session<'_>) -> Result<i32, sqlx::Error> 
         .map(|(pid,): (i32,)| pid)
 }
 
-/// Waits until the pool's one connection is back in it, and returns about when it got there.
-/// sqlx puts a connection back (pinging it on the way) in a task of its own after the
-/// statement; closing the connection during that ping would test something else.
+/// Waits until the pool's one connection is ready for the next statement, and returns about
+/// when it got there. A statement's connection is kept warm at once, but one that goes back to
+/// sqlx's pool gets there in a task of its own, after a ping; closing the connection during
+/// that ping would test something else.
 async fn until_idle(db: &Database) -> Instant {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while db.pool().num_idle() == 0 {
+    while db.num_idle() == 0 {
         assert!(
             Instant::now() < deadline,
             "the connection never came back to the pool"
@@ -150,10 +160,14 @@ async fn statements_of_a_session_share_one_connection_until_the_session_ends() {
         .await
         .expect("the second statement");
     assert_eq!(first, second, "both ran on the session's connection");
-    assert_eq!(db.pool().num_idle(), 0, "the session still holds it");
+    assert_eq!(db.num_idle(), 0, "the session still holds it");
 
     drop(session);
-    until_idle(&db).await;
+    assert_eq!(
+        (db.num_idle(), db.pool().num_idle()),
+        (1, 0),
+        "kept for the next session at once, not sent through sqlx's ping"
+    );
     assert_eq!(
         backend(&db).await.expect("a statement after the session"),
         first,
@@ -180,4 +194,89 @@ async fn a_session_lets_a_connection_go_when_a_statement_on_it_fails() {
         .await
         .expect("the session's next statement gets a connection the pool checked");
     assert_ne!(first, next, "the broken connection was not kept");
+}
+
+#[tokio::test]
+async fn a_session_waiting_for_the_pool_gets_the_connection_the_last_session_lets_go() {
+    let database = TestDatabase::create().await;
+    // Were the connection kept warm while another session waits on sqlx's pool, that session
+    // would wait until it timed out.
+    let db = pool_of_one_with(
+        &database,
+        PoolSettings {
+            acquire_timeout: Duration::from_secs(3),
+            ..PoolSettings::default()
+        },
+    );
+    let mut holder = db.session();
+    let held = session_backend(&mut holder)
+        .await
+        .expect("the first statement");
+
+    let waiter = tokio::spawn({
+        let db = db.clone();
+        async move { backend(&db).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiter.is_finished(), "the pool's one connection is held");
+    let released = Instant::now();
+    drop(holder);
+
+    let got = waiter
+        .await
+        .expect("the waiting statement's task")
+        .expect("the waiting statement got the connection the session let go");
+    assert_eq!(got, held);
+    assert!(
+        released.elapsed() < Duration::from_secs(2),
+        "handed over at once, not after a timeout ({:?})",
+        released.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_statement_cut_off_midway_leaves_its_connection_to_sqlx_not_to_the_next_statement() {
+    let database = TestDatabase::create().await;
+    let db = pool_of_one(&database);
+    let cut_off = tokio::time::timeout(Duration::from_millis(100), db.execute(&SLEEP, |q| q)).await;
+    assert!(cut_off.is_err(), "the statement was still running");
+    assert_eq!(
+        db.num_idle(),
+        0,
+        "not kept warm: sqlx's ping waits out what the server still sends for it"
+    );
+    backend(&db)
+        .await
+        .expect("the next statement runs on a connection the pool has checked");
+}
+
+#[tokio::test]
+async fn a_connection_in_steady_use_still_goes_back_through_sqlx_s_check() {
+    let database = TestDatabase::create().await;
+    let settings = PoolSettings {
+        recheck_every: Duration::from_millis(300),
+        ..PoolSettings::default()
+    };
+    assert!(settings.recheck_every < settings.ping_when_idle_for);
+    let db = pool_of_one_with(&database, settings);
+    let first = backend(&db).await.expect("the first statement");
+    assert_eq!(db.pool().num_idle(), 0, "kept for the next statement");
+
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let again = backend(&db).await.expect("the second statement");
+    assert_eq!(
+        again, first,
+        "used within the ping window: handed out as it was"
+    );
+
+    // Out of sqlx's pool for longer than `recheck_every` when that statement ended: back to
+    // sqlx, which pings it on the way in.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while db.pool().num_idle() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the connection never went back to sqlx's pool"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }

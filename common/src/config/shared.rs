@@ -225,7 +225,14 @@ pub const DATABASE_PING_IDLE_MS: Var = Var {
     name: "DATABASE_PING_IDLE_MS",
     unset: Unset::Default("500"),
     meaning: "a pooled connection idle this long is pinged before a statement gets it; one used \
-              more recently is handed out as it is",
+              more recently is handed out as it is, and one whose statements completed waits \
+              this long for the next session without being pinged on its way back",
+};
+pub const DATABASE_RECHECK_MS: Var = Var {
+    name: "DATABASE_RECHECK_MS",
+    unset: Unset::Default("60000"),
+    meaning: "a connection in steady use still goes back through sqlx's pool this often: its \
+              ping on the way back, and its lifetime limit",
 };
 pub const CHARGE_SIGNING_KEY: Var = Var {
     name: "CHARGE_SIGNING_KEY",
@@ -282,6 +289,7 @@ pub const BACKEND: &[Var] = &[
     DATABASE_ACQUIRE_TIMEOUT_MS,
     DATABASE_STATEMENT_TIMEOUT_MS,
     DATABASE_PING_IDLE_MS,
+    DATABASE_RECHECK_MS,
     CHARGE_SIGNING_KEY,
 ];
 
