@@ -12,7 +12,11 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use testkit::{CHARGE_SIGNING_KEY, db::TestDatabase, otlp::OtlpReceiver};
+use testkit::{
+    CHARGE_SIGNING_KEY,
+    db::TestDatabase,
+    otlp::{OtlpReceiver, ReceiverConfig},
+};
 
 /// How long a process may take to start, or to stop cleanly.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -244,11 +248,22 @@ impl Receiver {
     }
 }
 
-/// `bench receive`: runs the workspace's OTLP receiver, prints `grpc <endpoint> http <endpoint>`, then
+/// `bench receive`: runs the workspace's OTLP receiver, counting spans without keeping them; prints
+/// `grpc <endpoint> http <endpoint>`, then
 /// answers each `count` line on stdin with the number of spans received; exits at the end of
 /// stdin (when the benchmark drops it).
 pub(crate) async fn receive() -> anyhow::Result<()> {
-    let receiver = std::sync::Arc::new(OtlpReceiver::start().await);
+    // Counting only: the receiver stands in for a collector elsewhere, and what it spends
+    // here is taken from the services it measures.
+    let config = ReceiverConfig {
+        keep_spans: false,
+        ..ReceiverConfig::default()
+    };
+    let receiver = std::sync::Arc::new(
+        OtlpReceiver::bind(config)
+            .await
+            .context("binding the OTLP receiver")?,
+    );
     println!(
         "grpc {} http {}",
         receiver.grpc_endpoint(),

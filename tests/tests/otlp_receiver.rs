@@ -685,3 +685,47 @@ async fn the_store_keeps_the_last_traces_and_counts_everything_received() {
     assert_eq!(error.code(), tonic::Code::OutOfRange, "{error}");
     assert_eq!(receiver.spans_received(), 9);
 }
+
+#[tokio::test]
+async fn a_counting_receiver_counts_what_every_protocol_brings_and_keeps_none_of_it() {
+    let receiver = OtlpReceiver::bind(ReceiverConfig {
+        keep_spans: false,
+        ..ReceiverConfig::default()
+    })
+    .await
+    .expect("bind the receiver");
+
+    let response = export_order_over_http(&receiver)
+        .await
+        .expect("POST /v1/traces");
+    assert_eq!(response.status(), 200);
+    let mut grpc = TraceServiceClient::connect(receiver.grpc_endpoint())
+        .await
+        .expect("connect to the gRPC receiver");
+    let mut two_traces = order_request(TRACE_VIA_GRPC);
+    two_traces
+        .resource_spans
+        .extend(order_request(LINKED_TRACE).resource_spans);
+    grpc.export(two_traces).await.expect("gRPC export");
+    let (status, _) = post_raw(
+        &receiver,
+        &[("content-type", "application/json")],
+        order_request_json(TRACE_VIA_HTTP),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = post_raw(
+        &receiver,
+        &[("content-type", "application/x-protobuf")],
+        b"\xff\xff not protobuf".to_vec(),
+    )
+    .await;
+    assert_eq!(
+        status, 400,
+        "still decoded, and refused when it is not OTLP"
+    );
+
+    assert_eq!(receiver.spans_received(), 12, "3 + 6 + 3 spans");
+    assert!(receiver.spans().is_empty(), "none kept");
+    assert!(receiver.trace_summaries().is_empty());
+}

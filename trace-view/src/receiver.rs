@@ -77,6 +77,11 @@ pub struct ReceiverConfig {
     pub max_spans_per_trace: usize,
     /// The largest request accepted, over either protocol.
     pub max_body_bytes: usize,
+    /// Whether the spans are decoded and kept, for [`OtlpReceiver::trace`] and the rest, or
+    /// only counted ([`OtlpReceiver::spans_received`]). The benchmark's receiver counts: it
+    /// stands in for a collector on another machine, and shares its cores with the services it
+    /// measures.
+    pub keep_spans: bool,
 }
 
 impl Default for ReceiverConfig {
@@ -90,6 +95,7 @@ impl Default for ReceiverConfig {
             max_traces: 5_000,
             max_spans_per_trace: 10_000,
             max_body_bytes: 16 * 1024 * 1024,
+            keep_spans: true,
         }
     }
 }
@@ -469,6 +475,28 @@ fn spawn_servers(
     Running { http, grpc }
 }
 
+/// The spans of one export, as far as the receiver keeps them.
+enum Batch {
+    Spans(Vec<ReceivedSpan>),
+    Counted(u64),
+}
+
+impl Batch {
+    /// The spans of `request`, decoded if they are kept.
+    fn of(request: ExportTraceServiceRequest, config: &ReceiverConfig) -> Batch {
+        if config.keep_spans {
+            return Batch::Spans(decode_request(request));
+        }
+        let spans = request
+            .resource_spans
+            .iter()
+            .flat_map(|resource| &resource.scope_spans)
+            .map(|scope| scope.spans.len() as u64)
+            .sum();
+        Batch::Counted(spans)
+    }
+}
+
 /// Why an export was not accepted.
 enum Rejected {
     Failing,
@@ -486,7 +514,7 @@ impl Rejected {
 
 impl Shared {
     /// The protocol-independent part of an export: misbehave as told, store.
-    async fn export(&self, spans: Vec<ReceivedSpan>) -> Result<(), Rejected> {
+    async fn export(&self, batch: Batch) -> Result<(), Rejected> {
         let generation = self.generation.load(Ordering::SeqCst);
         let behaviour = *lock(&self.behaviour);
         match behaviour {
@@ -497,7 +525,12 @@ impl Shared {
         if self.generation.load(Ordering::SeqCst) != generation {
             return Err(Rejected::StoppedMeanwhile);
         }
-        self.store(spans);
+        match batch {
+            Batch::Spans(spans) => self.store(spans),
+            Batch::Counted(spans) => {
+                self.spans_received.fetch_add(spans, Ordering::SeqCst);
+            }
+        }
         Ok(())
     }
 
@@ -589,19 +622,26 @@ fn request_encoding(headers: &HeaderMap) -> Result<Encoding, (StatusCode, String
 fn decode_body(
     encoding: Encoding,
     body: &Bytes,
-) -> Result<Vec<ReceivedSpan>, (StatusCode, String)> {
+    config: &ReceiverConfig,
+) -> Result<Batch, (StatusCode, String)> {
     match encoding {
         Encoding::Protobuf => ExportTraceServiceRequest::decode(body.clone())
-            .map(decode_request)
+            .map(|request| Batch::of(request, config))
             .map_err(|e| {
                 (
                     StatusCode::BAD_REQUEST,
                     format!("body is not an ExportTraceServiceRequest: {e}"),
                 )
             }),
-        Encoding::Json => {
-            crate::json::decode(body).map_err(|e| (StatusCode::BAD_REQUEST, format!("body is {e}")))
-        }
+        Encoding::Json => crate::json::decode(body)
+            .map(|spans| {
+                if config.keep_spans {
+                    Batch::Spans(spans)
+                } else {
+                    Batch::Counted(spans.len() as u64)
+                }
+            })
+            .map_err(|e| (StatusCode::BAD_REQUEST, format!("body is {e}"))),
     }
 }
 
@@ -612,14 +652,14 @@ async fn http_export(
 ) -> Response {
     shared.export_requests.fetch_add(1, Ordering::SeqCst);
     let decoded = request_encoding(&headers).and_then(|encoding| {
-        let spans = decode_body(encoding, &body)?;
-        Ok((encoding, spans))
+        let batch = decode_body(encoding, &body, &shared.config)?;
+        Ok((encoding, batch))
     });
-    let (encoding, spans) = match decoded {
+    let (encoding, batch) = match decoded {
         Ok(decoded) => decoded,
         Err(refused) => return refused.into_response(),
     };
-    match (shared.export(spans).await, encoding) {
+    match (shared.export(batch).await, encoding) {
         (Ok(()), Encoding::Protobuf) => (
             [(header::CONTENT_TYPE, "application/x-protobuf")],
             ExportTraceServiceResponse::default().encode_to_vec(),
@@ -644,8 +684,8 @@ impl TraceService for GrpcTraces {
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         self.shared.export_requests.fetch_add(1, Ordering::SeqCst);
-        let spans = decode_request(request.into_inner());
-        match self.shared.export(spans).await {
+        let batch = Batch::of(request.into_inner(), &self.shared.config);
+        match self.shared.export(batch).await {
             Ok(()) => Ok(tonic::Response::new(ExportTraceServiceResponse::default())),
             Err(rejected) => Err(tonic::Status::unavailable(rejected.message())),
         }
