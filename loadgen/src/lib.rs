@@ -223,6 +223,9 @@ pub struct Config {
     pub timeout: Duration,
 }
 
+/// How long an idle pooled connection is kept for the next request; see [`client`].
+const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The HTTP client a run uses: one client, so connections are pooled and reused, unless
 /// `keepalive` is off.
 pub fn client(config: &Config) -> anyhow::Result<reqwest::Client> {
@@ -230,6 +233,12 @@ pub fn client(config: &Config) -> anyhow::Result<reqwest::Client> {
         .no_proxy()
         .timeout(config.timeout)
         .connect_timeout(config.timeout.min(Duration::from_secs(5)))
+        // Give up an idle connection before the gateway does (its `HTTP_HEADER_READ_TIMEOUT_MS`,
+        // 5 s by default, also closes idle keep-alive connections), as the services' own
+        // clients do: an order sent on a connection the gateway is closing at that moment
+        // fails as a transport error (seen once in 7 000 requests of an open loop, whose
+        // connections idle between bursts), and a POST is not safe to resend.
+        .pool_idle_timeout(IDLE_CONNECTION_TIMEOUT)
         .tcp_nodelay(true);
     if !config.keepalive {
         // No idle connection is kept, so each request dials anew (and the request says
