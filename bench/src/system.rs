@@ -248,10 +248,9 @@ impl Receiver {
     }
 }
 
-/// `bench receive`: runs the workspace's OTLP receiver, counting spans without keeping them; prints
-/// `grpc <endpoint> http <endpoint>`, then
-/// answers each `count` line on stdin with the number of spans received; exits at the end of
-/// stdin (when the benchmark drops it).
+/// `bench receive`: runs the workspace's OTLP receiver, counting spans without keeping them;
+/// prints `grpc <endpoint> http <endpoint>`, then answers each `count` line on stdin with the
+/// number of spans received; exits at the end of stdin (when the benchmark drops it).
 pub(crate) async fn receive() -> anyhow::Result<()> {
     // Counting only: the receiver stands in for a collector elsewhere, and what it spends
     // here is taken from the services it measures.
